@@ -1,0 +1,134 @@
+import Logging
+import Postgres
+
+/// Creates or verifies what logical replication needs on the source: `wal_level = logical`, a
+/// publication of the configured tables, and a `pgoutput` slot.
+///
+/// All names are quoted as identifiers; nothing from configuration is spliced into SQL unquoted.
+public struct ReplicationSetup: Sendable {
+    public struct Configuration: Sendable {
+        public var slotName: String
+        public var publicationName: String
+        /// Tables the publication must contain (exactly these).
+        public var tables: [TableName]
+
+        public init(slotName: String, publicationName: String, tables: [TableName]) {
+            self.slotName = slotName
+            self.publicationName = publicationName
+            self.tables = tables
+        }
+    }
+
+    /// The slot as the server reports it.
+    public struct SlotState: Sendable, Equatable {
+        /// Created by this call (so nothing was confirmed yet).
+        public var created: Bool
+        /// For a new slot, the position from which it is consistent; else its `confirmed_flush_lsn`.
+        public var confirmedFlush: LSN
+        public var restartLSN: LSN?
+    }
+
+    public let configuration: Configuration
+    private let logger: Logger
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Checks `wal_level`, then makes the publication contain exactly the configured tables and
+    /// publish inserts, updates, deletes and truncates.
+    public func ensurePublication(on connection: PostgresConnection) async throws {
+        let level = try await connection.query("SELECT current_setting('wal_level')").rows.first?.first ?? nil
+        guard level == "logical" else {
+            throw CaptureError(
+                .serverConfiguration,
+                "wal_level is '\(level ?? "unknown")' on the source; logical replication needs wal_level = logical (set it in postgresql.conf and restart PostgreSQL)")
+        }
+        let name = PostgresConnection.quoteIdentifier(configuration.publicationName)
+        let tableList = configuration.tables.map(\.quoted).joined(separator: ", ")
+        let existing = try await connection.query(
+            "SELECT pubinsert AND pubupdate AND pubdelete AND pubtruncate, puballtables FROM pg_publication WHERE pubname = $1",
+            [configuration.publicationName])
+        if existing.rows.isEmpty {
+            let target = configuration.tables.isEmpty ? "" : " FOR TABLE \(tableList)"
+            try await connection.query("CREATE PUBLICATION \(name)\(target)")
+            logger.info("publication created", metadata: ["publication.name": "\(configuration.publicationName)"])
+            return
+        }
+        if existing.rows[0][1] == "t" {
+            logger.info("publication covers all tables", metadata: ["publication.name": "\(configuration.publicationName)"])
+        } else {
+            let rows = try await connection.query(
+                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", [configuration.publicationName])
+            let current = Set(rows.rows.compactMap { row in
+                row[0].flatMap { schema in row[1].map { TableName(schema: schema, name: $0) } }
+            })
+            if current != Set(configuration.tables) {
+                if configuration.tables.isEmpty {
+                    for table in current { try await connection.query("ALTER PUBLICATION \(name) DROP TABLE \(table.quoted)") }
+                } else {
+                    try await connection.query("ALTER PUBLICATION \(name) SET TABLE \(tableList)")
+                }
+                logger.info(
+                    "publication tables updated",
+                    metadata: ["publication.name": "\(configuration.publicationName)", "tables": "\(configuration.tables)"])
+            }
+        }
+        if existing.rows[0][0] != "t" {
+            try await connection.query("ALTER PUBLICATION \(name) SET (publish = 'insert, update, delete, truncate')")
+        }
+    }
+
+    /// Returns the slot's state, creating it with `pgoutput` if it does not exist.
+    ///
+    /// - Throws: ``CaptureError`` `replicationSetup` when a slot of that name uses another plugin or
+    ///   database, and `slotLost` when the slot was invalidated (its WAL is gone: re-backfill).
+    public func ensureSlot(on connection: PostgresConnection) async throws -> SlotState {
+        let rows = try await connection.query(
+            """
+            SELECT plugin, database, confirmed_flush_lsn::text, restart_lsn::text, wal_status,
+                   current_database()
+              FROM pg_replication_slots WHERE slot_name = $1
+            """, [configuration.slotName])
+        if let row = rows.rows.first {
+            guard row[0] == "pgoutput", row[1] == row[5] else {
+                throw CaptureError(
+                    .replicationSetup,
+                    "replication slot \"\(configuration.slotName)\" exists but uses plugin \(row[0] ?? "none") on database \(row[1] ?? "none"); choose another slot name or drop it")
+            }
+            if row[4] == "lost" || row[3] == nil {
+                throw CaptureError(
+                    .slotLost,
+                    "replication slot \"\(configuration.slotName)\" was invalidated (wal_status = lost); its changes are gone: drop the slot and re-backfill")
+            }
+            return SlotState(
+                created: false, confirmedFlush: row[2].flatMap { LSN($0) } ?? .zero, restartLSN: row[3].flatMap { LSN($0) })
+        }
+        let created = try await connection.query(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", [configuration.slotName])
+        let lsn = created.rows.first?.first.flatMap { $0.flatMap { LSN($0) } } ?? .zero
+        logger.info("replication slot created", metadata: ["slot.name": "\(configuration.slotName)", "lsn.consistent": "\(lsn)"])
+        return SlotState(created: true, confirmedFlush: lsn, restartLSN: lsn)
+    }
+
+    /// Drops the slot if it exists and is not in use.
+    public func dropSlot(on connection: PostgresConnection) async throws {
+        try await connection.query(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+            [configuration.slotName])
+    }
+
+    /// Drops the publication if it exists.
+    public func dropPublication(on connection: PostgresConnection) async throws {
+        try await connection.query("DROP PUBLICATION IF EXISTS \(PostgresConnection.quoteIdentifier(configuration.publicationName))")
+    }
+
+    /// WAL the slot holds back on the server, in bytes (`pg_current_wal_lsn() - restart_lsn`).
+    public func retainedWAL(on connection: PostgresConnection) async throws -> Int64? {
+        let rows = try await connection.query(
+            "SELECT (pg_current_wal_lsn() - restart_lsn)::bigint::text FROM pg_replication_slots WHERE slot_name = $1",
+            [configuration.slotName])
+        return rows.rows.first?.first.flatMap { $0.flatMap { Int64($0) } }
+    }
+}
