@@ -22,6 +22,9 @@ public actor PostgresConnection {
     private let executor: ConnectionExecutor
     private var connection: OpaquePointer?
     private let logger: Logger
+    /// A `COPY … TO STDOUT` is active (`true`) or has ended but its last piece was still returned.
+    private var copyOutActive = false
+    private var copyOutEnded = false
     /// The kind this connection was opened as.
     public nonisolated let kind: Kind
 
@@ -202,12 +205,21 @@ public actor PostgresConnection {
         guard PQresultStatus(result) == PGRES_COPY_OUT else {
             throw resultError(result, .copyFailed, statement: sql)
         }
+        copyOutActive = true
+        copyOutEnded = false
     }
 
     /// The next piece of a `COPY … TO STDOUT`: whole rows, about `maxBytes` long (at least one row).
     /// Returns `nil` once the COPY finished successfully; throws if it ended with an error.
     public func readCopyOut(maxBytes: Int = 1 << 20) throws -> [UInt8]? {
         let conn = try handle()
+        guard copyOutActive else {
+            throw PostgresError(.copyFailed, "no COPY in progress: call startCopyOut first")
+        }
+        if copyOutEnded {
+            copyOutActive = false
+            return nil
+        }
         var chunk: [UInt8] = []
         while chunk.count < maxBytes {
             var buffer: UnsafeMutablePointer<CChar>?
@@ -218,9 +230,20 @@ public actor PostgresConnection {
                 }
                 PQfreemem(buffer)
             } else if length == -1 {
-                try finishCopy(conn)
-                return chunk.isEmpty ? nil : chunk
+                copyOutEnded = true
+                do {
+                    try finishCopy(conn)
+                } catch {
+                    copyOutActive = false
+                    throw error
+                }
+                if chunk.isEmpty {
+                    copyOutActive = false
+                    return nil
+                }
+                return chunk
             } else {
+                copyOutActive = false
                 throw connectionError(.copyFailed, "COPY failed while reading")
             }
         }
