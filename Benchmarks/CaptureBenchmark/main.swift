@@ -1,1 +1,182 @@
-print(1)
+// Capture throughput: Tidemark's replication reader + pgoutput decoder + change assembler against
+// PostgreSQL's own `pg_recvlogical` on the same slot contents, measured in one run.
+//
+//   swift run -c release CaptureBenchmark --source postgres://postgres@127.0.0.1:54318/postgres \
+//       --bin /tmp/tidemark-pg/py/pgserver/pginstall/bin [--rows 1000000] [--updates 200000]
+//
+// Both consumers read identical slots created at the same position before the workload, so they
+// decode exactly the same WAL. Each is run twice, interleaved (recv, tidemark, tidemark, recv), and
+// the mean is reported.
+import Capture
+import Foundation
+import Logging
+import Postgres
+
+struct Options {
+    var source = ProcessInfo.processInfo.environment["TIDEMARK_TEST_PG18_URL"] ?? "postgres://postgres@127.0.0.1:54318/postgres"
+    var bin = ProcessInfo.processInfo.environment["TIDEMARK_TEST_PG18_BIN"] ?? "/usr/lib/postgresql/15/bin"
+    var rows = 1_000_000
+    var updates = 200_000
+    var rowsPerTransaction = 1_000
+
+    init(_ arguments: [String]) throws {
+        var iterator = arguments.dropFirst().makeIterator()
+        while let argument = iterator.next() {
+            guard let value = iterator.next() else { throw BenchmarkError("missing value for \(argument)") }
+            switch argument {
+            case "--source": source = value
+            case "--bin": bin = value
+            case "--rows": rows = Int(value) ?? rows
+            case "--updates": updates = Int(value) ?? updates
+            case "--rows-per-transaction": rowsPerTransaction = Int(value) ?? rowsPerTransaction
+            default: throw BenchmarkError("unknown option \(argument)")
+            }
+        }
+    }
+}
+
+struct BenchmarkError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+func databaseURL(_ url: String, _ database: String) -> String {
+    guard let slash = url.range(of: "/", options: .backwards) else { return url }
+    return String(url[..<slash.upperBound]) + database
+}
+
+func peakRSSMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+    else { return 0 }
+    let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    return kilobytes / 1024
+}
+
+/// Runs pg_recvlogical from the slot until `end`; returns seconds.
+func runRecvLogical(options: Options, url: String, slot: String, end: LSN) throws -> Double {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: options.bin + "/pg_recvlogical")
+    process.arguments = [
+        "-d", url, "--slot", slot, "--start", "-o", "proto_version=2", "-o", "publication_names=bench",
+        "-E", end.description, "-f", "/dev/null", "-s", "1", "--no-loop",
+    ]
+    let started = ContinuousClock.now
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw BenchmarkError("pg_recvlogical exited with \(process.terminationStatus)") }
+    return (ContinuousClock.now - started).seconds
+}
+
+/// Runs Tidemark's reader from the slot until `expected` row changes arrived; returns seconds.
+func runTidemark(url: String, slot: String, expected: Int, logger: Logger) async throws -> Double {
+    let reader = ReplicationReader(
+        configuration: .init(connectionString: url, slotName: slot, publicationNames: ["bench"]), logger: logger)
+    let started = ContinuousClock.now
+    let counter = Counter()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask {
+            try await reader.run { events in
+                var changes = 0
+                for case .transaction(let piece) in events { changes += piece.changes.count }
+                if let last = events.compactMap(\.confirmableLSN).max() { reader.confirm(last) }
+                if counter.add(changes) >= expected { throw CancellationError() }
+            }
+        }
+        do {
+            try await group.waitForAll()
+        } catch is CancellationError {}
+    }
+    return (ContinuousClock.now - started).seconds
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func add(_ amount: Int) -> Int { lock.withLock { value += amount; return value } }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+func main() async throws {
+    let options = try Options(CommandLine.arguments)
+    var logger = Logger(label: "bench")
+    logger.logLevel = .warning
+    let admin = try await PostgresConnection.connect(options.source, logger: logger)
+    _ = try? await admin.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'tidemark_bench'")
+    try await admin.query("DROP DATABASE IF EXISTS tidemark_bench WITH (FORCE)")
+    try await admin.query("CREATE DATABASE tidemark_bench")
+    let version = try await admin.query("SHOW server_version").rows.first?.first ?? nil
+    await admin.close()
+
+    let url = databaseURL(options.source, "tidemark_bench")
+    let db = try await PostgresConnection.connect(url, logger: logger)
+    try await db.simpleQuery("CREATE TABLE bench (id bigint PRIMARY KEY, name text NOT NULL, price numeric(10,2), category int)")
+    let setup = ReplicationSetup(configuration: .init(slotName: "unused", publicationName: "bench", tables: [TableName(schema: "public", name: "bench")]), logger: logger)
+    try await setup.ensurePublication(on: db)
+    let slots = ["recv_a", "ours_a", "ours_b", "recv_b"]
+    for slot in slots {
+        try await db.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot])
+    }
+
+    print("server: PostgreSQL \(version ?? "?"); workload: \(options.rows) inserted rows, then \(options.updates) updates, \(options.rowsPerTransaction) rows per transaction")
+    var results: [(phase: String, rows: Int, recv: Double, ours: Double)] = []
+    for phase in ["insert", "update"] {
+        let count = phase == "insert" ? options.rows : options.updates
+        let perTransaction = options.rowsPerTransaction
+        let statement = phase == "insert"
+            ? "INSERT INTO bench SELECT g, 'product ' || g || ' ' || md5(g::text), (g % 10000) / 100.0, g % 50 FROM generate_series(i * \(perTransaction) + 1, (i + 1) * \(perTransaction)) g"
+            : "UPDATE bench SET name = name || '+', price = price + 1 WHERE id BETWEEN i * \(perTransaction) + 1 AND (i + 1) * \(perTransaction)"
+        let loadStart = ContinuousClock.now
+        try await db.simpleQuery("""
+            DO $$ BEGIN
+              FOR i IN 0..\(count / perTransaction - 1) LOOP
+                \(statement);
+                COMMIT;
+              END LOOP;
+            END $$
+            """)
+        let loadSeconds = (ContinuousClock.now - loadStart).seconds
+        let endText = try await db.query("SELECT pg_current_wal_lsn()::text").rows.first?.first ?? nil
+        let end = try LSN.parse(endText ?? "")
+        // A record past the end lets pg_recvlogical notice --endpos at once instead of at the next keepalive.
+        try await db.query("SELECT pg_logical_emit_message(false, 'bench', 'end')")
+        print("  \(phase): workload written in \(String(format: "%.1f", loadSeconds)) s, WAL end \(end)")
+        var recv: [Double] = []
+        var ours: [Double] = []
+        for slot in slots {
+            if slot.hasPrefix("recv") {
+                recv.append(try runRecvLogical(options: options, url: url, slot: slot, end: end))
+            } else {
+                ours.append(try await runTidemark(url: url, slot: slot, expected: count, logger: logger))
+            }
+            print("    \(slot): \(String(format: "%.2f", (slot.hasPrefix("recv") ? recv.last : ours.last) ?? 0)) s")
+        }
+        results.append((phase, count, recv.reduce(0, +) / Double(recv.count), ours.reduce(0, +) / Double(ours.count)))
+    }
+    await db.close()
+
+    print("")
+    print("phase    rows      pg_recvlogical rows/s  tidemark rows/s  ratio")
+    for result in results {
+        let recvRate = Double(result.rows) / result.recv
+        let oursRate = Double(result.rows) / result.ours
+        print(result.phase.padding(toLength: 9, withPad: " ", startingAt: 0)
+            + String(format: "%-9d %-22.0f %-16.0f %.2f×", result.rows, recvRate, oursRate, oursRate / recvRate))
+    }
+    print(String(format: "peak RSS of the tidemark reader process: %.1f MB", peakRSSMegabytes()))
+
+    let cleanup = try await PostgresConnection.connect(options.source, logger: logger)
+    _ = try? await cleanup.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'tidemark_bench'")
+    _ = try? await cleanup.query("DROP DATABASE IF EXISTS tidemark_bench WITH (FORCE)")
+    await cleanup.close()
+}
+
+do {
+    try await main()
+} catch {
+    FileHandle.standardError.write(Data("benchmark failed: \(error)\n".utf8))
+    exit(1)
+}
