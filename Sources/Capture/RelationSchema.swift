@@ -8,6 +8,12 @@ public struct RelationSchema: Sendable, Equatable {
         public var typeOID: UInt32
         /// Flagged as part of the replica identity by the server.
         public var isReplicaIdentity: Bool
+
+        public init(name: String, typeOID: UInt32, isReplicaIdentity: Bool) {
+            self.name = name
+            self.typeOID = typeOID
+            self.isReplicaIdentity = isReplicaIdentity
+        }
     }
 
     public var id: UInt32

@@ -74,6 +74,7 @@ public final class ReplicationReader: Sendable {
         var statistics = Statistics()
         var statusInterval = Duration.seconds(10)
         var lastStatus = ContinuousClock.now
+        var stopping = false
 
         /// The flush position to report: never beyond what the caller declared durable, except the
         /// idle WAL end once everything queued is durable.
@@ -108,31 +109,43 @@ public final class ReplicationReader: Sendable {
 
     public var statistics: Statistics { state.withLock { $0.statistics } }
 
-    /// Streams until cancelled or a non-recoverable error, calling `handler` with each batch of events
-    /// in order. The handler runs concurrently with reading; when it is slow, reading pauses (bounded
-    /// queue) but status updates continue.
+    /// Streams until ``stop()``, cancellation or a non-recoverable error, calling `handler` with each
+    /// batch of events in order. The handler runs concurrently with reading; when it is slow, reading
+    /// pauses (bounded queue) but status updates continue.
     ///
-    /// Returns normally when the surrounding task is cancelled, after a final status update.
+    /// The handler is also called with an empty array whenever no more events are waiting (the moment
+    /// to flush a partial batch), and once more after ``stop()`` when everything read was handled.
+    ///
+    /// Returns normally after ``stop()`` or cancellation, after a final status update that confirms
+    /// what the handler declared durable.
     public func run(_ handler: @escaping @Sendable ([CaptureEvent]) async throws -> Void) async throws {
         let queue = BoundedQueue<[CaptureEvent]>(capacity: configuration.queueCapacity)
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        enum Role { case producer, ticker, consumer }
+        try await withThrowingTaskGroup(of: Role.self) { group in
             group.addTask {
                 defer { queue.finish() }
                 try await self.produce(into: queue)
+                return .producer
             }
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(100))
                     await self.sendStatus(force: false)
                 }
+                return .ticker
             }
             group.addTask {
                 while let events = await queue.pop() {
                     try await handler(events)
+                    if queue.count == 0 { try await handler([]) }
                 }
+                // Drained after stop(): one last call so the consumer can flush and confirm.
+                if !Task.isCancelled { try await handler([]) }
+                return .consumer
             }
             defer { group.cancelAll() }
-            _ = try await group.next()
+            // The consumer ends last: after the producer stopped and the queue drained, or on cancellation.
+            while let role = try await group.next(), role != .consumer {}
         }
         // Final confirmation, then close.
         await sendStatus(force: true)
@@ -146,13 +159,18 @@ public final class ReplicationReader: Sendable {
         }
     }
 
+    /// Asks ``run(_:)`` to stop reading, hand over what was read, confirm, and return.
+    public func stop() {
+        state.withLock { $0.stopping = true }
+    }
+
     // MARK: - Reading
 
     private func produce(into queue: BoundedQueue<[CaptureEvent]>) async throws {
         var assembler = ChangeAssembler(configuration: configuration.assembler)
         var failures = 0
         var delay = configuration.reconnectDelay
-        while !Task.isCancelled {
+        while !Task.isCancelled && !state.withLock({ $0.stopping }) {
             var connection: PostgresConnection?
             do {
                 let opened = try await startStream()
@@ -226,7 +244,7 @@ public final class ReplicationReader: Sendable {
         from connection: PostgresConnection, assembler: inout ChangeAssembler, into queue: BoundedQueue<[CaptureEvent]>
     ) async throws {
         let pieceSize = configuration.assembler.pieceSize
-        while !Task.isCancelled {
+        while !Task.isCancelled && !state.withLock({ $0.stopping }) {
             let batch: CopyBatch
             do {
                 batch = try await connection.readCopyBoth(timeout: configuration.pollInterval)

@@ -30,6 +30,22 @@ public struct RowChange: Sendable, Equatable {
     /// Commit time, microseconds since 2000-01-01 UTC.
     public var commitTime: Int64
 
+    public init(
+        operation: Operation, schema: RelationSchema, key: [ColumnValue], newValues: [ColumnValue]?, oldKey: [ColumnValue]?,
+        oldValues: [ColumnValue]?, truncateOptions: UInt8 = 0, xid: UInt32, commitLSN: LSN, commitTime: Int64
+    ) {
+        self.operation = operation
+        self.schema = schema
+        self.key = key
+        self.newValues = newValues
+        self.oldKey = oldKey
+        self.oldValues = oldValues
+        self.truncateOptions = truncateOptions
+        self.xid = xid
+        self.commitLSN = commitLSN
+        self.commitTime = commitTime
+    }
+
     public var table: TableName { schema.table }
 
     /// Value of column `name` in the new row (or, for a delete, the old row).

@@ -1,0 +1,107 @@
+import Postgres
+
+/// One indexed row: what the index stores for a live row of an entity.
+public struct Document: Sendable, Equatable {
+    /// Entity name from configuration (e.g. `product`).
+    public var entity: String
+    /// The row key's text form: the value for a one-column key, a JSON array of the values otherwise.
+    public var id: String
+    /// The rendered content, as plain text.
+    public var content: String
+    /// SHA-256 of ``content`` (hex): decides whether an embedding call is needed.
+    public var contentHash: String
+    /// Metadata columns' values (text form, `nil` for NULL).
+    public var metadata: [String: String?]
+    /// Values of the columns the template and metadata read, kept so that an update carrying an
+    /// unchanged TOAST value can be rendered without re-reading the row.
+    public var sourceValues: [String: String?]
+    /// The commit LSN of the row version this document reflects.
+    public var lsn: LSN
+
+    public init(
+        entity: String, id: String, content: String, contentHash: String, metadata: [String: String?],
+        sourceValues: [String: String?], lsn: LSN
+    ) {
+        self.entity = entity
+        self.id = id
+        self.content = content
+        self.contentHash = contentHash
+        self.metadata = metadata
+        self.sourceValues = sourceValues
+        self.lsn = lsn
+    }
+}
+
+/// What the index already holds for a document, to decide what work a change needs.
+public struct StoredDocumentState: Sendable, Equatable {
+    public var contentHash: String
+    public var model: String
+    public var sourceValues: [String: String?]
+    public var lsn: LSN
+
+    public init(contentHash: String, model: String, sourceValues: [String: String?], lsn: LSN) {
+        self.contentHash = contentHash
+        self.model = model
+        self.sourceValues = sourceValues
+        self.lsn = lsn
+    }
+}
+
+/// A document ready to store: the document plus its vector, or `nil` to keep the stored vector
+/// (content and model unchanged).
+public struct EmbeddedDocument: Sendable {
+    public var document: Document
+    public var vector: [Float]?
+    public var model: String
+
+    public init(document: Document, vector: [Float]?, model: String) {
+        self.document = document
+        self.vector = vector
+        self.model = model
+    }
+}
+
+/// A row that could not be rendered, embedded or stored, kept with its error so it can be retried.
+public struct DeadLetter: Sendable, Equatable, Codable {
+    public var entity: String
+    public var id: String
+    /// `render`, `embed` or `store`.
+    public var stage: String
+    public var error: String
+    public var lsn: LSN
+    public var attempts: Int
+    /// Unix seconds.
+    public var firstFailedAt: Double
+    public var lastFailedAt: Double
+
+    public init(entity: String, id: String, stage: String, error: String, lsn: LSN, attempts: Int = 1, firstFailedAt: Double, lastFailedAt: Double) {
+        self.entity = entity
+        self.id = id
+        self.stage = stage
+        self.error = error
+        self.lsn = lsn
+        self.attempts = attempts
+        self.firstFailedAt = firstFailedAt
+        self.lastFailedAt = lastFailedAt
+    }
+}
+
+/// One unit of index work, applied atomically with a checkpoint.
+public struct IndexBatch: Sendable {
+    /// Documents to insert or replace.
+    public var upserts: [EmbeddedDocument] = []
+    /// Documents to remove: entity → ids.
+    public var deletes: [String: [String]] = [:]
+    /// Entities whose every document is removed (TRUNCATE), before the upserts of this batch.
+    public var truncates: [String] = []
+    /// Rows that failed, to record.
+    public var deadLetters: [DeadLetter] = []
+    /// Keys that succeeded and so leave the dead-letter list: entity → ids.
+    public var resolved: [String: [String]] = [:]
+
+    public init() {}
+
+    public var isEmpty: Bool {
+        upserts.isEmpty && deletes.isEmpty && truncates.isEmpty && deadLetters.isEmpty && resolved.isEmpty
+    }
+}

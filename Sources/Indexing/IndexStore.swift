@@ -1,0 +1,48 @@
+import Postgres
+
+/// A search hit.
+public struct SearchHit: Sendable, Equatable {
+    public var id: String
+    /// Cosine similarity in [-1, 1].
+    public var score: Float
+    public var content: String
+    public var metadata: [String: String?]
+}
+
+/// A stored document as exported for scripting and checks.
+public struct ExportedDocument: Sendable, Equatable, Codable {
+    public var id: String
+    public var content: String
+    public var contentHash: String
+    public var metadata: [String: String?]
+    public var model: String
+    public var lsn: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, content, metadata, model, lsn
+        case contentHash = "content_hash"
+    }
+}
+
+/// Where documents, vectors, the checkpoint and dead letters live.
+///
+/// The one guarantee everything else builds on: ``apply(_:state:)`` writes a batch and the state
+/// entries (the checkpoint among them) in one transaction: after a crash, either both are there or
+/// neither is.
+public protocol IndexStore: Sendable {
+    /// Writes the batch and `state` (e.g. `checkpoint` → LSN) atomically.
+    func apply(_ batch: IndexBatch, state: [String: String]) async throws
+    /// A state entry written by ``apply(_:state:)``.
+    func state(_ key: String) async throws -> String?
+    /// What is stored for these ids of `entity` (missing ids are absent from the result).
+    func storedStates(entity: String, ids: [String]) async throws -> [String: StoredDocumentState]
+    /// The `k` documents most similar to `vector` (cosine), optionally only those whose metadata
+    /// equals every entry of `filter`.
+    func search(entity: String, vector: [Float], k: Int, filter: [String: String]) async throws -> [SearchHit]
+    /// Every document of `entity`, ordered by id, in pages.
+    func export(entity: String, after: String?, limit: Int) async throws -> [ExportedDocument]
+    /// Number of documents of `entity`.
+    func count(entity: String) async throws -> Int
+    /// Dead letters, optionally of one entity.
+    func deadLetters(entity: String?) async throws -> [DeadLetter]
+}

@@ -1,0 +1,303 @@
+import Foundation
+import GRDB
+import Logging
+import Postgres
+
+/// The embedded index: one SQLite file (WAL mode) holding documents with their vectors, state (the
+/// checkpoint) and dead letters.
+///
+/// Writes go through one serial writer; readers (search, export, another process running
+/// `tidemark search`) never block it. Search is an exact cosine scan in SIMD lanes, streaming rows so
+/// memory stays flat whatever the entity's size.
+public final class SQLiteIndexStore: IndexStore {
+    public struct Configuration: Sendable {
+        /// Path of the database file; created if missing.
+        public var path: String
+        /// `synchronous = FULL` survives power loss; `NORMAL` (default) survives any process crash
+        /// and is several times faster in WAL mode.
+        public var synchronousFull = false
+
+        public init(path: String, synchronousFull: Bool = false) {
+            self.path = path
+            self.synchronousFull = synchronousFull
+        }
+    }
+
+    public let configuration: Configuration
+    private let pool: DatabasePool
+    private let logger: Logger
+
+    public init(configuration: Configuration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        var config = Configuration.grdb(synchronousFull: configuration.synchronousFull)
+        config.label = "tidemark.index"
+        do {
+            let directory = (configuration.path as NSString).deletingLastPathComponent
+            if !directory.isEmpty {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            }
+            pool = try DatabasePool(path: configuration.path, configuration: config)
+            try pool.write { db in try Self.migrate(db) }
+        } catch {
+            throw IndexingError(.store, "cannot open the index at \(configuration.path): \(error)", underlying: error)
+        }
+    }
+
+    private static func migrate(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE IF NOT EXISTS documents (
+                entity       TEXT NOT NULL,
+                id           TEXT NOT NULL,
+                content      TEXT NOT NULL,
+                content_hash TEXT NOT NULL,
+                metadata     TEXT NOT NULL,
+                source       TEXT NOT NULL,
+                model        TEXT NOT NULL,
+                vector       BLOB NOT NULL,
+                lsn          INTEGER NOT NULL,
+                updated_at   REAL NOT NULL,
+                UNIQUE (entity, id)
+            );
+            CREATE TABLE IF NOT EXISTS state (
+                key   TEXT PRIMARY KEY,
+                value TEXT NOT NULL
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS dead_letters (
+                entity          TEXT NOT NULL,
+                id              TEXT NOT NULL,
+                stage           TEXT NOT NULL,
+                error           TEXT NOT NULL,
+                lsn             INTEGER NOT NULL,
+                attempts        INTEGER NOT NULL,
+                first_failed_at REAL NOT NULL,
+                last_failed_at  REAL NOT NULL,
+                PRIMARY KEY (entity, id)
+            ) WITHOUT ROWID;
+            """)
+    }
+
+    // MARK: - Writes
+
+    public func apply(_ batch: IndexBatch, state: [String: String]) async throws {
+        do {
+            try await pool.write { db in
+                let now = Date().timeIntervalSince1970
+                for entity in batch.truncates {
+                    try db.execute(sql: "DELETE FROM documents WHERE entity = ?", arguments: [entity])
+                }
+                for (entity, ids) in batch.deletes {
+                    let statement = try db.cachedStatement(sql: "DELETE FROM documents WHERE entity = ? AND id = ?")
+                    for id in ids { try statement.execute(arguments: [entity, id]) }
+                }
+                if !batch.upserts.isEmpty {
+                    let insert = try db.cachedStatement(sql: """
+                        INSERT INTO documents (entity, id, content, content_hash, metadata, source, model, vector, lsn, updated_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT (entity, id) DO UPDATE SET
+                            content = excluded.content, content_hash = excluded.content_hash,
+                            metadata = excluded.metadata, source = excluded.source, model = excluded.model,
+                            vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at
+                        """)
+                    let keepVector = try db.cachedStatement(sql: """
+                        UPDATE documents SET content = ?, content_hash = ?, metadata = ?, source = ?, lsn = ?, updated_at = ?
+                         WHERE entity = ? AND id = ?
+                        """)
+                    for upsert in batch.upserts {
+                        let document = upsert.document
+                        let metadata = Self.json(document.metadata)
+                        let source = Self.json(document.sourceValues)
+                        let lsn = Int64(bitPattern: document.lsn.rawValue)
+                        if let vector = upsert.vector {
+                            try insert.execute(arguments: [
+                                document.entity, document.id, document.content, document.contentHash, metadata, source,
+                                upsert.model, Self.blob(vector), lsn, now,
+                            ])
+                        } else {
+                            try keepVector.execute(arguments: [
+                                document.content, document.contentHash, metadata, source, lsn, now, document.entity, document.id,
+                            ])
+                        }
+                    }
+                }
+                for (entity, ids) in batch.resolved {
+                    let statement = try db.cachedStatement(sql: "DELETE FROM dead_letters WHERE entity = ? AND id = ?")
+                    for id in ids { try statement.execute(arguments: [entity, id]) }
+                }
+                if !batch.deadLetters.isEmpty {
+                    let statement = try db.cachedStatement(sql: """
+                        INSERT INTO dead_letters (entity, id, stage, error, lsn, attempts, first_failed_at, last_failed_at)
+                        VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+                        ON CONFLICT (entity, id) DO UPDATE SET
+                            stage = excluded.stage, error = excluded.error, lsn = excluded.lsn,
+                            attempts = dead_letters.attempts + 1, last_failed_at = excluded.last_failed_at
+                        """)
+                    for letter in batch.deadLetters {
+                        try statement.execute(arguments: [
+                            letter.entity, letter.id, letter.stage, letter.error,
+                            Int64(bitPattern: letter.lsn.rawValue), letter.firstFailedAt, letter.lastFailedAt,
+                        ])
+                    }
+                }
+                if !state.isEmpty {
+                    let statement = try db.cachedStatement(sql: "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)")
+                    for (key, value) in state { try statement.execute(arguments: [key, value]) }
+                }
+            }
+        } catch {
+            throw IndexingError(.store, "cannot write to the index at \(configuration.path): \(error)", underlying: error)
+        }
+    }
+
+    /// Removes state entries and, optionally, every document and dead letter of some entities (one transaction).
+    public func reset(entities: [String], stateKeys: [String]) async throws {
+        try await pool.write { db in
+            for entity in entities {
+                try db.execute(sql: "DELETE FROM documents WHERE entity = ?", arguments: [entity])
+                try db.execute(sql: "DELETE FROM dead_letters WHERE entity = ?", arguments: [entity])
+            }
+            for key in stateKeys {
+                try db.execute(sql: "DELETE FROM state WHERE key = ?", arguments: [key])
+            }
+        }
+    }
+
+    // MARK: - Reads
+
+    public func state(_ key: String) async throws -> String? {
+        try await pool.read { db in
+            try String.fetchOne(db, sql: "SELECT value FROM state WHERE key = ?", arguments: [key])
+        }
+    }
+
+    public func storedStates(entity: String, ids: [String]) async throws -> [String: StoredDocumentState] {
+        guard !ids.isEmpty else { return [:] }
+        return try await pool.read { db in
+            var result: [String: StoredDocumentState] = [:]
+            let statement = try db.cachedStatement(sql: "SELECT content_hash, model, source, lsn FROM documents WHERE entity = ? AND id = ?")
+            for id in ids {
+                if let row = try Row.fetchOne(statement, arguments: [entity, id]) {
+                    let lsn: Int64 = row[3]
+                    result[id] = StoredDocumentState(
+                        contentHash: row[0], model: row[1], sourceValues: Self.decodeJSON(row[2]),
+                        lsn: LSN(UInt64(bitPattern: lsn)))
+                }
+            }
+            return result
+        }
+    }
+
+    public func search(entity: String, vector: [Float], k: Int, filter: [String: String]) async throws -> [SearchHit] {
+        let query = VectorMath.normalized(vector)
+        var sql = "SELECT id, vector FROM documents WHERE entity = ?"
+        var arguments: [String] = [entity]
+        for (key, value) in filter.sorted(by: { $0.key < $1.key }) {
+            sql += " AND json_extract(metadata, ?) = ?"
+            arguments.append("$." + DocumentID.jsonString(key))
+            arguments.append(value)
+        }
+        let statementSQL = sql
+        let statementArguments = arguments
+        let best: [(score: Float, item: String)] = try await pool.read { db in
+            var top = TopK<String>(k)
+            let rows = try Row.fetchCursor(db, sql: statementSQL, arguments: StatementArguments(statementArguments))
+            try query.withUnsafeBufferPointer { queryBuffer in
+                while let row = try rows.next() {
+                    let score: Float = try row.withUnsafeData(atIndex: 1) { data -> Float in
+                        guard let data, data.count == queryBuffer.count * 4 else { return -.infinity }
+                        return data.withUnsafeBytes { raw in
+                            let floats = raw.bindMemory(to: Float.self)
+                            let dot = VectorMath.dot(floats, queryBuffer)
+                            let norm = VectorMath.dot(floats, floats).squareRoot()
+                            return norm > 0 ? dot / norm : 0
+                        }
+                    }
+                    if score > top.threshold {
+                        let id: String = row[0]
+                        top.offer(score, id)
+                    }
+                }
+            }
+            return top.items
+        }
+        guard !best.isEmpty else { return [] }
+        return try await pool.read { db in
+            try best.compactMap { hit in
+                guard let row = try Row.fetchOne(db, sql: "SELECT content, metadata FROM documents WHERE entity = ? AND id = ?", arguments: [entity, hit.item]) else { return nil }
+                return SearchHit(id: hit.item, score: hit.score, content: row[0], metadata: Self.decodeJSON(row[1]))
+            }
+        }
+    }
+
+    public func export(entity: String, after: String?, limit: Int) async throws -> [ExportedDocument] {
+        try await pool.read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, content, content_hash, metadata, model, lsn FROM documents
+                     WHERE entity = ? AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?
+                    """,
+                arguments: [entity, after, after, limit])
+            return rows.map { row in
+                let lsn: Int64 = row[5]
+                return ExportedDocument(
+                    id: row[0], content: row[1], contentHash: row[2], metadata: Self.decodeJSON(row[3]), model: row[4],
+                    lsn: LSN(UInt64(bitPattern: lsn)).description)
+            }
+        }
+    }
+
+    public func count(entity: String) async throws -> Int {
+        try await pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM documents WHERE entity = ?", arguments: [entity]) ?? 0
+        }
+    }
+
+    public func deadLetters(entity: String?) async throws -> [DeadLetter] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT entity, id, stage, error, lsn, attempts, first_failed_at, last_failed_at FROM dead_letters
+                     WHERE ? IS NULL OR entity = ? ORDER BY entity, id
+                    """,
+                arguments: [entity, entity]
+            ).map { row in
+                let lsn: Int64 = row[4]
+                return DeadLetter(
+                    entity: row[0], id: row[1], stage: row[2], error: row[3], lsn: LSN(UInt64(bitPattern: lsn)),
+                    attempts: row[5], firstFailedAt: row[6], lastFailedAt: row[7])
+            }
+        }
+    }
+
+    // MARK: - Encoding
+
+    static func blob(_ vector: [Float]) -> Data {
+        vector.withUnsafeBufferPointer { Data(buffer: $0) }
+    }
+
+    static func json(_ values: [String: String?]) -> String {
+        let object = values.mapValues { $0 as Any? ?? NSNull() }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func decodeJSON(_ text: String) -> [String: String?] {
+        guard let data = text.data(using: .utf8),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return [:] }
+        return object.mapValues { $0 as? String }
+    }
+}
+
+extension SQLiteIndexStore.Configuration {
+    static func grdb(synchronousFull: Bool) -> GRDB.Configuration {
+        var config = GRDB.Configuration()
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronousFull ? "FULL" : "NORMAL")")
+            try db.execute(sql: "PRAGMA busy_timeout = 5000")
+        }
+        return config
+    }
+}

@@ -1,0 +1,62 @@
+import Capture
+import Foundation
+import Postgres
+
+/// Everything `tidemark run` needs, validated. Built by ``ConfigurationLoader``.
+public struct AgentConfiguration: Sendable {
+    public struct Source: Sendable {
+        /// URL or conninfo of the source database. Holds a password at most through the
+        /// environment or file it came from; never printed (see ``redactedURL``).
+        public var url: String
+        /// Replication slot name. Default `tidemark`.
+        public var slot = "tidemark"
+        /// Publication name. Default `tidemark`.
+        public var publication = "tidemark"
+        /// How often an idle agent writes a heartbeat message so that the checkpoint and the slot
+        /// advance. Default 10 s.
+        public var heartbeatInterval: Duration = .seconds(10)
+
+        public var redactedURL: String { ConnectionString.redacted(url) }
+    }
+
+    public enum Index: Sendable {
+        /// The embedded default: one SQLite file.
+        case sqlite(path: String)
+    }
+
+    public struct Embedder: Sendable {
+        public enum Kind: String, Sendable { case builtin }
+        public var kind: Kind = .builtin
+    }
+
+    public struct Pipeline: Sendable {
+        /// Most changes in one index transaction. Default 1000.
+        public var batchSize = 1_000
+        /// Most content bytes in one index transaction. Default 4 MiB.
+        public var batchBytes = 4 << 20
+        /// Longest a change waits for its batch to fill while more input is arriving. Default 50 ms.
+        public var batchDelay: Duration = .milliseconds(50)
+    }
+
+    public struct Entity: Sendable {
+        public var name: String
+        public var table: TableName
+        /// Mustache template over the row's columns.
+        public var content: String
+        public var metadata: [String] = []
+        /// Key columns; `nil` means the table's primary key (or replica identity).
+        public var key: [String]?
+    }
+
+    public var source: Source
+    public var index: Index = .sqlite(path: "tidemark.db")
+    public var embedder = Embedder()
+    public var pipeline = Pipeline()
+    /// Sorted by name.
+    public var entities: [Entity]
+
+    public init(source: Source, entities: [Entity]) {
+        self.source = source
+        self.entities = entities
+    }
+}

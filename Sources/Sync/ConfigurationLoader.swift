@@ -1,0 +1,275 @@
+import Capture
+import Foundation
+import Postgres
+import Yams
+
+/// Reads `tidemark.yml` and `TIDEMARK_…` environment variables into an ``AgentConfiguration``.
+///
+/// Every key may be overridden by an environment variable named after its path:
+/// `source.url` → `TIDEMARK_SOURCE_URL`, `entities.product.content` →
+/// `TIDEMARK_ENTITIES_PRODUCT_CONTENT` (lists comma-separated). Unknown keys, wrong types and
+/// missing required keys stop start-up with a message that names the key path and the fix.
+public struct ConfigurationLoader: Sendable {
+    public var environment: [String: String]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    static let sections: [String: Set<String>] = [
+        "source": ["url", "slot", "publication", "heartbeat_interval"],
+        "index": ["kind", "path"],
+        "embedder": ["kind"],
+        "pipeline": ["batch_size", "batch_bytes", "batch_delay"],
+    ]
+    static let entityKeys: Set<String> = ["table", "content", "metadata", "key"]
+
+    /// Loads the file at `path` (if it exists; environment variables alone may configure everything).
+    public func load(path: String?) throws(SyncError) -> AgentConfiguration {
+        var text = ""
+        if let path {
+            do {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw SyncError(.configuration, "cannot read the configuration file \(path): \(error.localizedDescription)")
+            }
+        }
+        return try parse(text, origin: path ?? "environment")
+    }
+
+    /// Parses YAML text, then applies environment overrides and validates.
+    public func parse(_ text: String, origin: String = "configuration") throws(SyncError) -> AgentConfiguration {
+        var root: [String: Any] = [:]
+        if !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            let loaded: Any?
+            do {
+                loaded = try Yams.load(yaml: text)
+            } catch {
+                throw SyncError(.configuration, "\(origin) is not valid YAML: \(error)")
+            }
+            guard let mapping = loaded as? [String: Any] else {
+                throw SyncError(.configuration, "\(origin) must be a mapping with keys source, index, embedder, pipeline, entities")
+            }
+            root = mapping
+        }
+        try checkKeys(root)
+        applyEnvironment(to: &root)
+        return try build(root)
+    }
+
+    // MARK: - Keys
+
+    private func checkKeys(_ root: [String: Any]) throws(SyncError) {
+        let known = Set(Self.sections.keys).union(["entities"])
+        for key in root.keys.sorted() where !known.contains(key) {
+            throw SyncError(.configuration, "unknown key '\(key)'\(suggestion(key, known)); top-level keys are \(known.sorted().joined(separator: ", "))")
+        }
+        for (section, keys) in Self.sections {
+            guard let value = root[section] else { continue }
+            guard let mapping = value as? [String: Any] else {
+                throw SyncError(.configuration, "\(section) must be a mapping (keys: \(keys.sorted().joined(separator: ", ")))")
+            }
+            for key in mapping.keys.sorted() where !keys.contains(key) {
+                throw SyncError(.configuration, "unknown key '\(section).\(key)'\(suggestion(key, keys)); valid keys are \(keys.sorted().joined(separator: ", "))")
+            }
+        }
+        if let entities = root["entities"] {
+            guard let mapping = entities as? [String: Any] else {
+                throw SyncError(.configuration, "entities must be a mapping from entity name to {table, content, metadata, key}")
+            }
+            for (name, value) in mapping {
+                guard let entity = value as? [String: Any] else {
+                    throw SyncError(.configuration, "entities.\(name) must be a mapping with keys table, content, metadata, key")
+                }
+                for key in entity.keys.sorted() where !Self.entityKeys.contains(key) {
+                    throw SyncError(.configuration, "unknown key 'entities.\(name).\(key)'\(suggestion(key, Self.entityKeys)); valid keys are \(Self.entityKeys.sorted().joined(separator: ", "))")
+                }
+            }
+        }
+    }
+
+    private func suggestion(_ key: String, _ known: Set<String>) -> String {
+        let close = known.min { distance(key, $0) < distance(key, $1) }
+        guard let close, distance(key, close) <= 2 else { return "" }
+        return " (did you mean '\(close)'?)"
+    }
+
+    private func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                let current = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = current
+            }
+        }
+        return row[b.count]
+    }
+
+    // MARK: - Environment
+
+    /// The environment variable that overrides `path` (e.g. `["source", "url"]`).
+    public static func variableName(_ path: [String]) -> String {
+        "TIDEMARK_" + path.map { $0.uppercased().replacingOccurrences(of: "-", with: "_") }.joined(separator: "_")
+    }
+
+    private func applyEnvironment(to root: inout [String: Any]) {
+        for (section, keys) in Self.sections {
+            for key in keys {
+                if let value = environment[Self.variableName([section, key])] {
+                    var mapping = root[section] as? [String: Any] ?? [:]
+                    mapping[key] = value
+                    root[section] = mapping
+                }
+            }
+        }
+        var entities = root["entities"] as? [String: Any] ?? [:]
+        for (name, value) in entities {
+            guard var entity = value as? [String: Any] else { continue }
+            for key in Self.entityKeys {
+                if let value = environment[Self.variableName(["entities", name, key])] {
+                    entity[key] = (key == "metadata" || key == "key")
+                        ? value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } as Any
+                        : value
+                }
+            }
+            entities[name] = entity
+        }
+        root["entities"] = entities
+    }
+
+    // MARK: - Building
+
+    private func build(_ root: [String: Any]) throws(SyncError) -> AgentConfiguration {
+        let sourceMap = root["source"] as? [String: Any] ?? [:]
+        guard let url = try string(sourceMap, "source.url", "url"), !url.isEmpty else {
+            throw SyncError(.configuration, "source.url is missing: set it to the source database URL (postgres://user@host:5432/db) in the file or in TIDEMARK_SOURCE_URL")
+        }
+        var source = AgentConfiguration.Source(url: url)
+        if let slot = try string(sourceMap, "source.slot", "slot") { source.slot = try identifier(slot, "source.slot") }
+        if let publication = try string(sourceMap, "source.publication", "publication") {
+            source.publication = try identifier(publication, "source.publication")
+        }
+        if let interval = try duration(sourceMap, "source.heartbeat_interval", "heartbeat_interval") { source.heartbeatInterval = interval }
+
+        let entitiesMap = root["entities"] as? [String: Any] ?? [:]
+        guard !entitiesMap.isEmpty else {
+            throw SyncError(.configuration, "entities is empty: add at least one, e.g. entities: { product: { table: public.products, content: \"{{name}}\" } }")
+        }
+        var entities: [AgentConfiguration.Entity] = []
+        for name in entitiesMap.keys.sorted() {
+            let map = entitiesMap[name] as? [String: Any] ?? [:]
+            let path = "entities.\(name)"
+            guard name.range(of: "^[A-Za-z_][A-Za-z0-9_-]*$", options: .regularExpression) != nil else {
+                throw SyncError(.configuration, "\(path): entity names use letters, digits, _ and - (got '\(name)')")
+            }
+            guard let tableText = try string(map, "\(path).table", "table") else {
+                throw SyncError(.configuration, "\(path).table is missing: name the table, e.g. public.products")
+            }
+            guard let table = TableName(parsing: tableText) else {
+                throw SyncError(.configuration, "\(path).table: '\(tableText)' is not a table name; use schema.table")
+            }
+            guard let content = try string(map, "\(path).content", "content"), !content.isEmpty else {
+                throw SyncError(.configuration, "\(path).content is missing: give a template such as \"{{name}}\\n{{description}}\"")
+            }
+            var entity = AgentConfiguration.Entity(name: name, table: table, content: content)
+            entity.metadata = try list(map, "\(path).metadata", "metadata") ?? []
+            entity.key = try list(map, "\(path).key", "key")
+            entities.append(entity)
+        }
+        var configuration = AgentConfiguration(source: source, entities: entities)
+
+        let indexMap = root["index"] as? [String: Any] ?? [:]
+        let kind = try string(indexMap, "index.kind", "kind") ?? "sqlite"
+        switch kind {
+        case "sqlite":
+            configuration.index = .sqlite(path: try string(indexMap, "index.path", "path") ?? "tidemark.db")
+        default:
+            throw SyncError(.configuration, "index.kind: '\(kind)' is not supported; use sqlite")
+        }
+
+        let embedderMap = root["embedder"] as? [String: Any] ?? [:]
+        let embedderKind = try string(embedderMap, "embedder.kind", "kind") ?? "builtin"
+        guard let parsedKind = AgentConfiguration.Embedder.Kind(rawValue: embedderKind) else {
+            throw SyncError(.configuration, "embedder.kind: '\(embedderKind)' is not supported; use builtin")
+        }
+        configuration.embedder.kind = parsedKind
+
+        let pipelineMap = root["pipeline"] as? [String: Any] ?? [:]
+        if let size = try integer(pipelineMap, "pipeline.batch_size", "batch_size") {
+            guard size > 0 else { throw SyncError(.configuration, "pipeline.batch_size must be positive") }
+            configuration.pipeline.batchSize = size
+        }
+        if let bytes = try integer(pipelineMap, "pipeline.batch_bytes", "batch_bytes") {
+            guard bytes > 0 else { throw SyncError(.configuration, "pipeline.batch_bytes must be positive") }
+            configuration.pipeline.batchBytes = bytes
+        }
+        if let delay = try duration(pipelineMap, "pipeline.batch_delay", "batch_delay") { configuration.pipeline.batchDelay = delay }
+        return configuration
+    }
+
+    private func string(_ map: [String: Any], _ path: String, _ key: String) throws(SyncError) -> String? {
+        guard let value = map[key] else { return nil }
+        switch value {
+        case let text as String: return text
+        case let number as Int: return String(number)
+        case let number as Double: return String(number)
+        default: throw SyncError(.configuration, "\(path) must be a string")
+        }
+    }
+
+    private func integer(_ map: [String: Any], _ path: String, _ key: String) throws(SyncError) -> Int? {
+        guard let value = map[key] else { return nil }
+        if let number = value as? Int { return number }
+        if let text = value as? String, let number = Int(text.trimmingCharacters(in: .whitespaces)) { return number }
+        throw SyncError(.configuration, "\(path) must be a whole number (got '\(value)')")
+    }
+
+    private func list(_ map: [String: Any], _ path: String, _ key: String) throws(SyncError) -> [String]? {
+        guard let value = map[key] else { return nil }
+        if let items = value as? [Any] {
+            var result: [String] = []
+            for item in items {
+                guard let text = item as? String ?? (item as? Int).map(String.init) else {
+                    throw SyncError(.configuration, "\(path) must be a list of column names")
+                }
+                result.append(text)
+            }
+            return result
+        }
+        if let text = value as? String {
+            return text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        throw SyncError(.configuration, "\(path) must be a list of column names")
+    }
+
+    /// `250ms`, `10s`, `2m`, or a number of seconds.
+    private func duration(_ map: [String: Any], _ path: String, _ key: String) throws(SyncError) -> Duration? {
+        guard let value = map[key] else { return nil }
+        if let seconds = value as? Int { return .seconds(seconds) }
+        if let seconds = value as? Double { return .milliseconds(Int64(seconds * 1000)) }
+        if let text = (value as? String)?.trimmingCharacters(in: .whitespaces) {
+            let digits = text.prefix { $0.isNumber || $0 == "." }
+            let unit = text.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
+            if let number = Double(digits) {
+                switch unit {
+                case "ms": return .milliseconds(Int64(number))
+                case "", "s": return .milliseconds(Int64(number * 1000))
+                case "m", "min": return .milliseconds(Int64(number * 60_000))
+                default: break
+                }
+            }
+        }
+        throw SyncError(.configuration, "\(path) must be a duration such as 250ms, 10s or 2m (got '\(value)')")
+    }
+
+    private func identifier(_ name: String, _ path: String) throws(SyncError) -> String {
+        guard name.range(of: "^[a-z_][a-z0-9_]{0,62}$", options: .regularExpression) != nil else {
+            throw SyncError(.configuration, "\(path): '\(name)' must be lower-case letters, digits and _ (at most 63), as PostgreSQL slot names are")
+        }
+        return name
+    }
+}

@@ -1,0 +1,33 @@
+/// The one error type of the `Sync` module.
+public struct SyncError: Error, CustomStringConvertible, Sendable {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The configuration file or environment is invalid; the message names the key path.
+        public static let configuration = Code("configuration")
+        /// The configuration does not match the source database (missing table, column, key).
+        public static let schema = Code("schema")
+        /// The initial load failed.
+        public static let initialLoad = Code("initial_load")
+        /// Writing to the index kept failing.
+        public static let apply = Code("apply")
+    }
+
+    public var code: Code
+    public var message: String
+    public var underlying: (any Error)?
+
+    public init(_ code: Code, _ message: String, underlying: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.underlying = underlying
+    }
+
+    public var description: String {
+        var text = "\(code): \(message)"
+        if let underlying { text += " [caused by: \(underlying)]" }
+        return text
+    }
+}

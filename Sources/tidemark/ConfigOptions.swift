@@ -1,0 +1,37 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Sync
+
+/// Options of commands that read `tidemark.yml`.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Configuration file (YAML). Every key can be overridden by TIDEMARK_… variables.")
+    var config: String = "tidemark.yml"
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func load() -> AgentConfiguration {
+        let path: String? = FileManager.default.fileExists(atPath: config) ? config : nil
+        if path == nil && config != "tidemark.yml" {
+            fail("configuration file \(config) does not exist")
+        }
+        do {
+            return try ConfigurationLoader().load(path: path)
+        } catch {
+            fail("\(error.message)")
+        }
+    }
+
+    func makeLogger() -> Logger {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "tidemark")
+        logger.logLevel = level
+        return logger
+    }
+}
