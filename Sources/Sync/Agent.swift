@@ -24,9 +24,19 @@ public final class Agent: Service, Sendable {
         public var checkpoint: LSN?
     }
 
-    public init(configuration: AgentConfiguration, logger: Logger) {
+    private let embedder: any Embedder
+    private let pipelineStatistics = Mutex<Pipeline?>(nil)
+
+    /// - Parameter embedder: overrides the configured embedder (tests wrap one to count calls).
+    public init(configuration: AgentConfiguration, logger: Logger, embedder: (any Embedder)? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.embedder = embedder ?? Self.makeEmbedder(configuration)
+    }
+
+    /// The pipeline's counters (zero before streaming starts).
+    public var statistics: Pipeline.Statistics {
+        pipelineStatistics.withLock { $0?.statistics } ?? Pipeline.Statistics()
     }
 
     public var currentProgress: Progress { progress.withLock { $0 } }
@@ -75,7 +85,6 @@ public final class Agent: Service, Sendable {
         let source = configuration.source
         let entities = try await Self.resolveEntities(configuration, on: connection, logger: logger)
         let store = try Self.openStore(configuration, logger: logger)
-        let embedder = Self.makeEmbedder(configuration)
         let rowSource = RowSource(url: source.url, logger: logger)
         var pipelineConfiguration = Pipeline.Configuration()
         pipelineConfiguration.batchSize = configuration.pipeline.batchSize
@@ -84,6 +93,7 @@ public final class Agent: Service, Sendable {
         let pipeline = Pipeline(
             configuration: pipelineConfiguration, entities: entities, embedder: embedder, store: store,
             rowSource: rowSource, logger: logger)
+        pipelineStatistics.withLock { $0 = pipeline }
 
         let setup = ReplicationSetup(
             configuration: .init(slotName: source.slot, publicationName: source.publication, tables: Array(Set(entities.map(\.table))).sorted()),

@@ -1,0 +1,148 @@
+import Foundation
+import Logging
+import Postgres
+import Testing
+
+@testable import Indexing
+
+@Suite struct TemplateTests {
+    @Test func rendersPlainTextWithoutEscaping() throws {
+        let template = try ContentTemplate("{{name}} — {{description}}{{#tags}} [{{tags}}]{{/tags}}")
+        #expect(template.render(["name": "Fish & Chips <large>", "description": "\"crispy\" 'hot'", "tags": nil])
+            == "Fish & Chips <large> — \"crispy\" 'hot'")
+        #expect(template.render(["name": "a", "description": "b", "tags": "x"]) == "a — b [x]")
+        #expect(template.columns == ["name", "description", "tags"])
+    }
+
+    @Test func findsReferencedColumns() {
+        #expect(ContentTemplate.referencedNames("{{{raw}}} {{& amp }} {{^missing}}none{{/missing}} {{! comment }} {{> partial}} {{a.b}} {{.}} {{uppercased(title)}}")
+            == ["raw", "amp", "missing", "a", "title"])
+    }
+
+    @Test func booleanColumnsAreBooleans() throws {
+        let template = try ContentTemplate("{{#active}}on{{/active}}{{^active}}off{{/active}}")
+        #expect(template.render(["active": "t"], booleans: ["active"]) == "on")
+        #expect(template.render(["active": "f"], booleans: ["active"]) == "off")
+    }
+
+    @Test func badTemplateIsAnError() {
+        #expect(throws: IndexingError.self) { try ContentTemplate("{{#open}} never closed") }
+    }
+
+    @Test func documentIDs() {
+        #expect(DocumentID.make(["42"]) == "42")
+        #expect(DocumentID.make(["7", "a\"b"]) == "[\"7\",\"a\\\"b\"]")
+        #expect(DocumentID.parse("[\"7\",\"a\\\"b\"]", keyCount: 2) == ["7", "a\"b"])
+        #expect(DocumentID.parse("42", keyCount: 1) == ["42"])
+    }
+
+    @Test func mappingRendersDocumentsAndNamesMissingColumns() throws {
+        let mapping = EntityMapping(
+            name: "product", table: .init(schema: "public", name: "products"), keyColumns: ["id"],
+            template: try ContentTemplate("{{name}}\n{{description}}"), metadataColumns: ["price"])
+        let document = try mapping.document(id: "1", values: ["id": "1", "name": "Lamp", "description": "Bright", "price": "9.50"], lsn: LSN(5))
+        #expect(document.content == "Lamp\nBright")
+        #expect(document.metadata == ["price": "9.50"])
+        #expect(document.contentHash == EntityMapping.hash("Lamp\nBright"))
+        #expect(document.contentHash.count == 64)
+        let error = #expect(throws: IndexingError.self) { try mapping.document(id: "1", values: ["id": "1", "name": "x"], lsn: LSN(5)) }
+        #expect(error?.message.contains("description") == true)
+    }
+}
+
+@Suite struct BuiltinEmbedderTests {
+    let embedder = BuiltinEmbedder()
+
+    func cosine(_ a: [Float], _ b: [Float]) -> Float {
+        a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in VectorMath.dot(pa, pb) } }
+    }
+
+    @Test func deterministicNormalisedAndLexical() async throws {
+        let vectors = try await embedder.embed(["Waterproof hiking tent", "waterproof tents for hiking", "cast iron skillet", ""])
+        #expect(vectors.count == 4 && vectors.allSatisfy { $0.count == 384 })
+        #expect(vectors[0] == embedder.vector("Waterproof hiking tent"))
+        #expect(abs(VectorMath.norm(vectors[0]) - 1) < 1e-5)
+        #expect(cosine(vectors[0], vectors[1]) > 0.5)
+        #expect(cosine(vectors[0], vectors[2]) < 0.2)
+        #expect(vectors[3].allSatisfy { $0 == 0 })
+    }
+
+    @Test func simdDotMatchesScalar() {
+        let a = (0..<389).map { Float($0 % 7) - 3 }
+        let b = (0..<389).map { Float($0 % 5) * 0.5 }
+        let scalar = zip(a, b).reduce(Float(0)) { $0 + $1.0 * $1.1 }
+        #expect(abs(cosine(a, b) - scalar) < 1e-3)
+    }
+}
+
+@Suite struct SQLiteIndexStoreTests {
+    func makeStore() throws -> (SQLiteIndexStore, String) {
+        let path = NSTemporaryDirectory() + "tidemark-test-\(UUID().uuidString).db"
+        return (try SQLiteIndexStore(configuration: .init(path: path), logger: Logger(label: "test")), path)
+    }
+
+    func document(_ id: String, _ content: String, metadata: [String: String?] = [:], lsn: UInt64 = 1) -> Document {
+        Document(entity: "e", id: id, content: content, contentHash: EntityMapping.hash(content), metadata: metadata, sourceValues: ["body": content], lsn: LSN(lsn))
+    }
+
+    @Test func applyWritesDocumentsAndCheckpointTogether() async throws {
+        let (store, path) = try makeStore()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let embedder = BuiltinEmbedder()
+        var batch = IndexBatch()
+        for (id, text) in [("1", "red apple pie"), ("2", "green apple tart"), ("3", "steel hammer")] {
+            batch.upserts.append(EmbeddedDocument(document: document(id, text, metadata: ["kind": id == "3" ? "tool" : "food"]), vector: embedder.vector(text), model: embedder.model))
+        }
+        try await store.apply(batch, state: ["checkpoint": "0/10"])
+        #expect(try await store.state("checkpoint") == "0/10")
+        #expect(try await store.count(entity: "e") == 3)
+
+        let hits = try await store.search(entity: "e", vector: embedder.vector("apple"), k: 2, filter: [:])
+        #expect(hits.map(\.id).sorted() == ["1", "2"])
+        #expect(hits[0].score >= hits[1].score)
+        let tools = try await store.search(entity: "e", vector: embedder.vector("apple"), k: 5, filter: ["kind": "tool"])
+        #expect(tools.map(\.id) == ["3"])
+
+        // Keeping the vector: content unchanged, metadata updated.
+        var update = IndexBatch()
+        update.upserts = [EmbeddedDocument(document: document("3", "steel hammer", metadata: ["kind": "hardware"], lsn: 2), vector: nil, model: embedder.model)]
+        update.deletes = ["e": ["1"]]
+        try await store.apply(update, state: ["checkpoint": "0/20"])
+        let exported = try await store.export(entity: "e", after: nil, limit: 10)
+        #expect(exported.map(\.id) == ["2", "3"])
+        #expect(exported[1].metadata == ["kind": "hardware"])
+        #expect(exported[1].lsn == "0/2")
+        let stillFound = try await store.search(entity: "e", vector: embedder.vector("hammer"), k: 1, filter: [:])
+        #expect(stillFound.first?.id == "3" && (stillFound.first?.score ?? 0) > 0.5)
+        let states = try await store.storedStates(entity: "e", ids: ["2", "3", "9"])
+        #expect(Set(states.keys) == ["2", "3"])
+        #expect(states["3"]?.sourceValues == ["body": "steel hammer"])
+
+        var truncate = IndexBatch()
+        truncate.truncates = ["e"]
+        try await store.apply(truncate, state: [:])
+        #expect(try await store.count(entity: "e") == 0)
+        #expect(try await store.state("checkpoint") == "0/20")
+    }
+
+    @Test func deadLettersCountAttemptsAndResolve() async throws {
+        let (store, path) = try makeStore()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var batch = IndexBatch()
+        batch.deadLetters = [DeadLetter(entity: "e", id: "7", stage: "embed", error: "boom", lsn: LSN(1), firstFailedAt: 1, lastFailedAt: 1)]
+        try await store.apply(batch, state: [:])
+        try await store.apply(batch, state: [:])
+        #expect(try await store.deadLetters(entity: "e").map(\.attempts) == [2])
+        var resolved = IndexBatch()
+        resolved.resolved = ["e": ["7"]]
+        try await store.apply(resolved, state: [:])
+        #expect(try await store.deadLetters(entity: nil).isEmpty)
+    }
+
+    @Test func unwritableLocationIsAClearError() {
+        let error = #expect(throws: IndexingError.self) {
+            _ = try SQLiteIndexStore(configuration: .init(path: "/proc/no/such/place/index.db"), logger: Logger(label: "test"))
+        }
+        #expect(error?.message.contains("/proc/no/such/place/index.db") == true)
+    }
+}
