@@ -98,10 +98,13 @@ public struct IndexBatch: Sendable {
     public var deadLetters: [DeadLetter] = []
     /// Keys that succeeded and so leave the dead-letter list: entity → ids.
     public var resolved: [String: [String]] = [:]
+    /// After a full reload: remove documents of the entity that reflect a position before this one
+    /// (their rows no longer exist), in the same transaction.
+    public var sweepBefore: [String: LSN] = [:]
 
     public init() {}
 
     public var isEmpty: Bool {
-        upserts.isEmpty && deletes.isEmpty && truncates.isEmpty && deadLetters.isEmpty && resolved.isEmpty
+        upserts.isEmpty && deletes.isEmpty && truncates.isEmpty && deadLetters.isEmpty && resolved.isEmpty && sweepBefore.isEmpty
     }
 }

@@ -120,6 +120,11 @@ public final class SQLiteIndexStore: IndexStore {
                         }
                     }
                 }
+                for (entity, lsn) in batch.sweepBefore {
+                    try db.execute(
+                        sql: "DELETE FROM documents WHERE entity = ? AND lsn < ?",
+                        arguments: [entity, Int64(bitPattern: lsn.rawValue)])
+                }
                 for (entity, ids) in batch.resolved {
                     let statement = try db.cachedStatement(sql: "DELETE FROM dead_letters WHERE entity = ? AND id = ?")
                     for id in ids { try statement.execute(arguments: [entity, id]) }
@@ -294,9 +299,10 @@ public final class SQLiteIndexStore: IndexStore {
 extension SQLiteIndexStore.Configuration {
     static func grdb(synchronousFull: Bool) -> GRDB.Configuration {
         var config = GRDB.Configuration()
+        // Another process (tidemark search, export) may hold the file for a moment: wait, don't fail.
+        config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronousFull ? "FULL" : "NORMAL")")
-            try db.execute(sql: "PRAGMA busy_timeout = 5000")
         }
         return config
     }

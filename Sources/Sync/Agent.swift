@@ -146,8 +146,13 @@ public final class Agent: Service, Sendable {
     ) async throws -> LSN {
         let signature = Self.loadSignature(configuration, entities)
         let slotRows = try await connection.query(
-            "SELECT confirmed_flush_lsn::text, wal_status, active FROM pg_replication_slots WHERE slot_name = $1",
+            "SELECT confirmed_flush_lsn::text, wal_status, active, database = current_database(), database FROM pg_replication_slots WHERE slot_name = $1",
             [configuration.source.slot])
+        if let row = slotRows.rows.first, row[3] != "t" {
+            throw SyncError(
+                .configuration,
+                "source.slot: a replication slot named \"\(configuration.source.slot)\" already belongs to database \(row[4] ?? "(none)"); slot names are shared by the whole server, so choose another source.slot")
+        }
         let loaded = try await store.state("initial_load") == signature
         let checkpoint = try await store.state("checkpoint").flatMap { LSN($0) }
         if let row = slotRows.rows.first, row[1] != "lost", loaded, let checkpoint {
@@ -161,7 +166,9 @@ public final class Agent: Service, Sendable {
         } else if checkpoint != nil {
             logger.warning("the replication slot is gone; re-loading every entity", metadata: ["slot.name": "\(configuration.source.slot)"])
         }
-        try await store.reset(entities: entities.map(\.name), stateKeys: ["checkpoint", "initial_load"])
+        // Documents already indexed stay (and answer searches) during the reload; the load rewrites
+        // each live row (an unchanged one costs no embedding) and then sweeps rows that are gone.
+        try await store.reset(entities: [], stateKeys: ["initial_load"])
         progress.withLock { $0.phase = "initial load" }
 
         // Create the slot and read everything as of its exported snapshot.
@@ -184,7 +191,9 @@ public final class Agent: Service, Sendable {
             try await pipeline.flush()
             try await reader.simpleQuery("COMMIT")
             await reader.close()
-            try await store.apply(IndexBatch(), state: ["checkpoint": consistent.description, "initial_load": signature])
+            var sweep = IndexBatch()
+            for entity in entities { sweep.sweepBefore[entity.name] = consistent }
+            try await store.apply(sweep, state: ["checkpoint": consistent.description, "initial_load": signature])
             progress.withLock { $0.loadedRows = rows }
             logger.info("initial load complete", metadata: ["rows": "\(rows)", "lsn.consistent": "\(consistent)"])
         } catch {

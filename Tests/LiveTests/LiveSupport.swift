@@ -76,13 +76,14 @@ final class TestDatabase: Sendable {
     }
 
     func currentLSN() async throws -> LSN {
-        try LSN.parse(try await scalar("SELECT pg_current_wal_lsn()::text") ?? "")
+        try LSN.parse(try await scalar("SELECT pg_current_wal_insert_lsn()::text") ?? "")
     }
 
-    /// Sets up publication `tidemark` of `tables` and slot `slot`; returns the slot's start position.
-    func prepareReplication(slot: String = "tidemark", tables: [String]) async throws -> LSN {
+    /// Sets up publication `tidemark` of `tables` and a slot (named like the database unless given:
+    /// slot names are cluster-wide, and tests run in parallel); returns the slot's start position.
+    func prepareReplication(slot: String? = nil, tables: [String]) async throws -> LSN {
         let setup = ReplicationSetup(
-            configuration: .init(slotName: slot, publicationName: "tidemark", tables: tables.compactMap { TableName(parsing: $0) }),
+            configuration: .init(slotName: slot ?? name, publicationName: "tidemark", tables: tables.compactMap { TableName(parsing: $0) }),
             logger: testLogger)
         try await setup.ensurePublication(on: connection)
         return try await setup.ensureSlot(on: connection).confirmedFlush
@@ -161,11 +162,11 @@ final class EventLog: Sendable {
 /// Runs a reader on `database` while `body` drives the workload; the reader confirms each final
 /// piece as soon as it has been recorded (as a durable consumer would) when `confirm` is true.
 func withReader(
-    _ database: TestDatabase, slot: String = "tidemark", startLSN: LSN = .zero, confirm: Bool = true,
+    _ database: TestDatabase, slot: String? = nil, startLSN: LSN = .zero, confirm: Bool = true,
     configure: (inout ReplicationReader.Configuration) -> Void = { _ in },
     _ body: (ReplicationReader, EventLog) async throws -> Void
 ) async throws {
-    var configuration = ReplicationReader.Configuration(connectionString: database.url, slotName: slot, publicationNames: ["tidemark"])
+    var configuration = ReplicationReader.Configuration(connectionString: database.url, slotName: slot ?? database.name, publicationNames: ["tidemark"])
     configuration.startLSN = startLSN
     configuration.reconnectDelay = .milliseconds(50)
     configure(&configuration)
@@ -188,5 +189,18 @@ func withReader(
         }
         group.cancelAll()
         try await group.waitForAll()
+    }
+}
+
+/// A small deterministic generator, so failures reproduce.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

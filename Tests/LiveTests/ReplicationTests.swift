@@ -199,7 +199,7 @@ import Testing
                     if id % 200 == 0 {
                         try await log.wait(for: "row \(id)") { $0.changes.count >= id - 50 }
                         let killed = try await db.scalar(
-                            "SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots WHERE slot_name = 'tidemark' AND active_pid IS NOT NULL")
+                            "SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots WHERE slot_name = '\(db.name)' AND active_pid IS NOT NULL")
                         #expect(killed == "1")
                     }
                 }
@@ -257,7 +257,7 @@ import Testing
                 let deadline = ContinuousClock.now + .seconds(20)
                 var confirmed = LSN.zero
                 while ContinuousClock.now < deadline {
-                    confirmed = LSN(try await db.scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'tidemark'") ?? "") ?? .zero
+                    confirmed = LSN(try await db.scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '\(db.name)'") ?? "") ?? .zero
                     if confirmed >= target { break }
                     try await Task.sleep(for: .milliseconds(100))
                 }
@@ -286,7 +286,7 @@ extension TestDatabase {
     static func countStreamed(_ db: TestDatabase, _ body: () async throws -> Void) async throws -> Int {
         try await body()
         for _ in 0..<50 {
-            let count = Int(try await db.scalar("SELECT stream_txns::text FROM pg_stat_replication_slots WHERE slot_name = 'tidemark'") ?? "0") ?? 0
+            let count = Int(try await db.scalar("SELECT stream_txns::text FROM pg_stat_replication_slots WHERE slot_name = '\(db.name)'") ?? "0") ?? 0
             if count > 0 { return count }
             try await Task.sleep(for: .milliseconds(100))
         }
