@@ -46,14 +46,19 @@ WITH words AS (
 )
 INSERT INTO products (id, name, description, price, category_id, stock)
 SELECT g,
-       adjectives[1 + g % 16] || ' ' || materials[1 + (g / 16) % 12] || ' ' || nouns[1 + (g * 7) % 20],
-       'A ' || lower(adjectives[1 + g % 16]) || ' ' || lower(nouns[1 + (g * 7) % 20]) || ' in '
-           || lower(materials[1 + (g / 16) % 12]) || ' that ' || features[1 + (g * 5) % 12]
-           || ' and ' || features[1 + (g * 11 + 3) % 12] || '. Made for ' || audiences[1 + (g * 3) % 8] || '.',
-       round((5 + (g * 37) % 495 + ((g * 13) % 100) / 100.0)::numeric, 2),
-       noun_categories[1 + (g * 7) % 20],
-       (g * 17) % 250
-  FROM words, generate_series(1, 3000) AS g;
+       adjectives[1 + a] || ' ' || materials[1 + m] || ' ' || nouns[1 + n],
+       CASE WHEN left(adjectives[1 + a], 1) IN ('A', 'E', 'I', 'O', 'U') THEN 'An ' ELSE 'A ' END
+           || lower(adjectives[1 + a]) || ' ' || lower(nouns[1 + n]) || ' in ' || lower(materials[1 + m])
+           || ' that ' || features[1 + f1] || ' and ' || features[1 + (f1 + 1 + f2) % 12]
+           || '. Made for ' || audiences[1 + u] || '.',
+       round((5 + abs(hashtext('price' || g)) % 49500 / 100.0)::numeric, 2),
+       noun_categories[1 + n],
+       abs(hashtext('stock' || g)) % 250
+  FROM words,
+       generate_series(1, 3000) AS g,
+       LATERAL (SELECT abs(hashtext('a' || g)) % 16 AS a, abs(hashtext('m' || g)) % 12 AS m,
+                       abs(hashtext('n' || g)) % 20 AS n, abs(hashtext('f' || g)) % 12 AS f1,
+                       abs(hashtext('g' || g)) % 11 AS f2, abs(hashtext('u' || g)) % 8 AS u) AS pick;
 
 WITH words AS (
     SELECT
@@ -70,12 +75,14 @@ WITH words AS (
 )
 INSERT INTO users (id, name, city, bio)
 SELECT g,
-       first_names[1 + g % 16] || ' ' || last_names[1 + (g / 16) % 16],
-       cities[1 + (g * 3) % 8],
+       first_names[1 + abs(hashtext('first' || g)) % 16] || ' ' || last_names[1 + abs(hashtext('last' || g)) % 16],
+       cities[1 + c],
        CASE WHEN g % 10 = 0 THEN NULL
-            ELSE initcap(jobs[1 + (g * 5) % 8]) || ' in ' || cities[1 + (g * 3) % 8] || ' who '
-                 || hobbies[1 + (g * 7) % 10] || ' and ' || hobbies[1 + (g * 3 + 1) % 10] || '.'
+            ELSE initcap(jobs[1 + abs(hashtext('job' || g)) % 8]) || ' in ' || cities[1 + c] || ' who '
+                 || hobbies[1 + h] || ' and ' || hobbies[1 + (h + 1 + abs(hashtext('h2' || g)) % 9) % 10] || '.'
        END
-  FROM words, generate_series(1, 2000) AS g;
+  FROM words,
+       generate_series(1, 2000) AS g,
+       LATERAL (SELECT abs(hashtext('city' || g)) % 8 AS c, abs(hashtext('hobby' || g)) % 10 AS h) AS pick;
 
 ANALYZE;
