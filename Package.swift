@@ -81,6 +81,18 @@ let package = Package(
             ],
             path: "Benchmarks/CaptureBenchmark"
         ),
+        .executableTarget(
+            name: "PipelineBenchmark",
+            dependencies: [
+                "Capture",
+                "Indexing",
+                "Sync",
+                "Postgres",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Benchmarks/PipelineBenchmark"
+        ),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "IndexingTests", dependencies: ["Indexing", "Capture"]),

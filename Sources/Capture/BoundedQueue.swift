@@ -7,7 +7,8 @@ import Synchronization
 /// makes its call throw `CancellationError` (push) or return `nil` (pop).
 public final class BoundedQueue<Element: Sendable>: Sendable {
     private struct State {
-        var items: [Element] = []
+        /// Slots before `head` are consumed and already `nil`, so nothing consumed stays alive.
+        var items: [Element?] = []
         var head = 0
         var finished = false
         var nextID = 0
@@ -15,10 +16,13 @@ public final class BoundedQueue<Element: Sendable>: Sendable {
         var consumers: [(id: Int, continuation: CheckedContinuation<Element?, Never>)] = []
         var count: Int { items.count - head }
 
-        mutating func removeFirst() -> Element {
-            let item = items[head]
+        mutating func removeFirst() -> Element? {
+            let item = items[head].take()
             head += 1
-            if head > 1024 && head * 2 > items.count {
+            if head == items.count {
+                items.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head > 64 && head * 2 > items.count {
                 items.removeFirst(head)
                 head = 0
             }
@@ -104,8 +108,8 @@ public final class BoundedQueue<Element: Sendable>: Sendable {
                 var immediate: Element??
                 var wakeProducer: CheckedContinuation<Bool, Never>?
                 state.withLock { state in
-                    if state.count > 0 {
-                        immediate = .some(state.removeFirst())
+                    if state.count > 0, let item = state.removeFirst() {
+                        immediate = .some(item)
                         if !state.producers.isEmpty { wakeProducer = state.producers.removeFirst().continuation }
                     } else if state.finished || Task.isCancelled {
                         immediate = .some(nil)

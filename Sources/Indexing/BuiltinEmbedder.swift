@@ -25,11 +25,10 @@ public struct BuiltinEmbedder: Embedder {
             guard !word.isEmpty else { return }
             add(hash(word[...], seed: 0x5157), weight: 1.0, to: &vector)
             // Character trigrams of the word padded with boundary markers: catch inflections and typos.
-            let padded: [UInt8] = [0x23] + word + [0x23]
-            if padded.count >= 3 {
-                for start in 0...(padded.count - 3) {
-                    add(hash(padded[start..<start + 3], seed: 0x7269), weight: 0.35, to: &vector)
-                }
+            word.insert(0x23, at: 0)
+            word.append(0x23)
+            for start in 0...(word.count - 3) {
+                add(hash(word[start..<start + 3], seed: 0x7269), weight: 0.35, to: &vector)
             }
             word.removeAll(keepingCapacity: true)
         }

@@ -22,6 +22,10 @@ public enum DocumentID {
     }
 
     static func jsonString(_ value: String) -> String {
+        // Fast path: nothing to escape (the usual case).
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            return "\"" + value + "\""
+        }
         var output = "\""
         for scalar in value.unicodeScalars {
             switch scalar {

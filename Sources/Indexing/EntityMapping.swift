@@ -16,16 +16,9 @@ public struct EntityMapping: Sendable {
     public let booleanColumns: Set<String>
 
     /// Columns the documents read: template and metadata columns, without duplicates.
-    public var sourceColumns: [String] {
-        var seen = Set<String>()
-        return (template.columns + metadataColumns).filter { seen.insert($0).inserted }
-    }
-
+    public let sourceColumns: [String]
     /// Columns read from the table for a document: key columns first, then the source columns.
-    public var selectColumns: [String] {
-        var seen = Set<String>()
-        return (keyColumns + sourceColumns).filter { seen.insert($0).inserted }
-    }
+    public let selectColumns: [String]
 
     public init(
         name: String, table: TableName, keyColumns: [String], template: ContentTemplate, metadataColumns: [String],
@@ -37,6 +30,11 @@ public struct EntityMapping: Sendable {
         self.template = template
         self.metadataColumns = metadataColumns
         self.booleanColumns = booleanColumns
+        var seen = Set<String>()
+        let source = (template.columns + metadataColumns).filter { seen.insert($0).inserted }
+        sourceColumns = source
+        seen = []
+        selectColumns = (keyColumns + source).filter { seen.insert($0).inserted }
     }
 
     /// Renders a document from the row's values (text forms by column name).
@@ -61,6 +59,13 @@ public struct EntityMapping: Sendable {
 
     /// Hex SHA-256 of the content.
     public static func hash(_ content: String) -> String {
-        SHA256.hash(data: Data(content.utf8)).map { String(format: "%02x", $0) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var hex = [UInt8]()
+        hex.reserveCapacity(64)
+        for byte in SHA256.hash(data: Data(content.utf8)) {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 }

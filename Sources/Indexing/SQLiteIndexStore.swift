@@ -179,13 +179,19 @@ public final class SQLiteIndexStore: IndexStore {
         guard !ids.isEmpty else { return [:] }
         return try await pool.read { db in
             var result: [String: StoredDocumentState] = [:]
-            let statement = try db.cachedStatement(sql: "SELECT content_hash, model, source, lsn FROM documents WHERE entity = ? AND id = ?")
-            for id in ids {
-                if let row = try Row.fetchOne(statement, arguments: [entity, id]) {
-                    let lsn: Int64 = row[3]
-                    result[id] = StoredDocumentState(
-                        contentHash: row[0], model: row[1], sourceValues: Self.decodeJSON(row[2]),
-                        lsn: LSN(UInt64(bitPattern: lsn)))
+            // One query per 500 ids rather than one per id.
+            var start = 0
+            while start < ids.count {
+                let slice = Array(ids[start..<min(start + 500, ids.count)])
+                start += 500
+                let placeholders = Array(repeating: "?", count: slice.count).joined(separator: ",")
+                let rows = try Row.fetchCursor(
+                    db, sql: "SELECT id, content_hash, model, source, lsn FROM documents WHERE entity = ? AND id IN (\(placeholders))",
+                    arguments: StatementArguments([entity] + slice))
+                while let row = try rows.next() {
+                    let lsn: Int64 = row[4]
+                    result[row[0]] = StoredDocumentState(
+                        contentHash: row[1], model: row[2], sourceValues: Self.decodeJSON(row[3]), lsn: LSN(UInt64(bitPattern: lsn)))
                 }
             }
             return result
@@ -282,18 +288,9 @@ public final class SQLiteIndexStore: IndexStore {
         vector.withUnsafeBufferPointer { Data(buffer: $0) }
     }
 
-    static func json(_ values: [String: String?]) -> String {
-        let object = values.mapValues { $0 as Any? ?? NSNull() }
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
-    }
+    static func json(_ values: [String: String?]) -> String { FlatJSON.encode(values) }
 
-    static func decodeJSON(_ text: String) -> [String: String?] {
-        guard let data = text.data(using: .utf8),
-            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { return [:] }
-        return object.mapValues { $0 as? String }
-    }
+    static func decodeJSON(_ text: String) -> [String: String?] { FlatJSON.decode(text) }
 }
 
 extension SQLiteIndexStore.Configuration {

@@ -26,6 +26,8 @@ public final class Agent: Service, Sendable {
 
     private let embedder: any Embedder
     private let pipelineStatistics = Mutex<Pipeline?>(nil)
+    /// The reader of the current run, so the pipeline can confirm durable positions to it.
+    private let currentReader = Mutex<ReplicationReader?>(nil)
 
     /// - Parameter embedder: overrides the configured embedder (tests wrap one to count calls).
     public init(configuration: AgentConfiguration, logger: Logger, embedder: (any Embedder)? = nil) {
@@ -92,8 +94,21 @@ public final class Agent: Service, Sendable {
         pipelineConfiguration.batchDelay = configuration.pipeline.batchDelay
         let pipeline = Pipeline(
             configuration: pipelineConfiguration, entities: entities, embedder: embedder, store: store,
-            rowSource: rowSource, logger: logger)
+            rowSource: rowSource, logger: logger,
+            onDurable: { [weak self] checkpoint in
+                self?.currentReader.withLock { $0 }?.confirm(checkpoint)
+                self?.progress.withLock { $0.checkpoint = checkpoint }
+            })
         pipelineStatistics.withLock { $0 = pipeline }
+        try await pipeline.run {
+            try await stream(connection: connection, entities: entities, store: store, pipeline: pipeline)
+        }
+        await rowSource.close()
+        logger.info("stopped", metadata: ["lsn.checkpoint": "\(progress.withLock { $0.checkpoint?.description ?? "none" })"])
+    }
+
+    private func stream(connection: PostgresConnection, entities: [EntityMapping], store: SQLiteIndexStore, pipeline: Pipeline) async throws {
+        let source = configuration.source
 
         let setup = ReplicationSetup(
             configuration: .init(slotName: source.slot, publicationName: source.publication, tables: Array(Set(entities.map(\.table))).sorted()),
@@ -107,6 +122,8 @@ public final class Agent: Service, Sendable {
         readerConfiguration.assembler.keyColumns = Dictionary(
             entities.map { ($0.table, $0.keyColumns) }, uniquingKeysWith: { first, _ in first })
         let reader = ReplicationReader(configuration: readerConfiguration, logger: logger)
+        currentReader.withLock { $0 = reader }
+        defer { currentReader.withLock { $0 = nil } }
         progress.withLock {
             $0.phase = "streaming"
             $0.checkpoint = start
@@ -118,10 +135,7 @@ public final class Agent: Service, Sendable {
                 group.addTask {
                     try await reader.run { events in
                         if !events.isEmpty { self.lastActivity.withLock { $0 = .now } }
-                        if let checkpoint = try await pipeline.handle(events) {
-                            reader.confirm(checkpoint)
-                            self.progress.withLock { $0.checkpoint = checkpoint }
-                        }
+                        try await pipeline.handle(events)
                     }
                 }
                 group.addTask {
@@ -135,8 +149,6 @@ public final class Agent: Service, Sendable {
             self.logger.info("shutting down: draining the in-flight batch")
             reader.stop()
         }
-        await rowSource.close()
-        logger.info("stopped", metadata: ["lsn.checkpoint": "\(progress.withLock { $0.checkpoint?.description ?? "none" })"])
     }
 
     /// Makes sure the slot exists and the initial load is complete; returns where to stream from.

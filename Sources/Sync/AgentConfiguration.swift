@@ -17,6 +17,8 @@ public struct AgentConfiguration: Sendable {
         public var heartbeatInterval: Duration = .seconds(10)
 
         public var redactedURL: String { ConnectionString.redacted(url) }
+
+        public init(url: String) { self.url = url }
     }
 
     public enum Index: Sendable {
@@ -46,6 +48,14 @@ public struct AgentConfiguration: Sendable {
         public var metadata: [String] = []
         /// Key columns; `nil` means the table's primary key (or replica identity).
         public var key: [String]?
+
+        public init(name: String, table: TableName, content: String, metadata: [String] = [], key: [String]? = nil) {
+            self.name = name
+            self.table = table
+            self.content = content
+            self.metadata = metadata
+            self.key = key
+        }
     }
 
     public var source: Source

@@ -28,7 +28,18 @@ public struct DeadLetterRetry: Sendable {
 
     public func retry(_ letters: [DeadLetter]) async throws -> Outcome {
         let pipeline = Pipeline(configuration: .init(), entities: entities, embedder: embedder, store: store, rowSource: rowSource, logger: logger)
+        let removed = try await pipeline.run { try await feed(letters, to: pipeline) }
         var outcome = Outcome()
+        outcome.removed = removed
+        let remaining = Set(try await store.deadLetters(entity: nil).map { "\($0.entity)/\($0.id)" })
+        outcome.stillFailing = letters.filter { remaining.contains("\($0.entity)/\($0.id)") }.count
+        outcome.indexed = letters.count - outcome.stillFailing - outcome.removed
+        return outcome
+    }
+
+    /// Reads the rows again and feeds them; returns how many are gone from the source.
+    private func feed(_ letters: [DeadLetter], to pipeline: Pipeline) async throws -> Int {
+        var removed = 0
         for (name, group) in Dictionary(grouping: letters, by: \.entity) {
             guard let entity = entities.first(where: { $0.name == name }) else { continue }
             let ids = group.map(\.id)
@@ -50,15 +61,11 @@ public struct DeadLetterRetry: Sendable {
                     changes.append(RowChange(
                         operation: .delete, schema: schema, key: key, newValues: nil, oldKey: key, oldValues: nil,
                         xid: 0, commitLSN: letter.lsn, commitTime: 0))
-                    outcome.removed += 1
+                    removed += 1
                 }
             }
             try await pipeline.ingest(changes)
         }
-        try await pipeline.flush()
-        let remaining = Set(try await store.deadLetters(entity: nil).map { "\($0.entity)/\($0.id)" })
-        outcome.stillFailing = letters.filter { remaining.contains("\($0.entity)/\($0.id)") }.count
-        outcome.indexed = letters.count - outcome.stillFailing - outcome.removed
-        return outcome
+        return removed
     }
 }

@@ -28,6 +28,8 @@ struct PendingBatch {
     private(set) var changeCount = 0
     private(set) var bytes = 0
     private(set) var startedAt: ContinuousClock.Instant?
+    /// Commit times (µs since 2000-01-01) of the transactions whose last change is in this batch.
+    var commitTimes: [Int64] = []
 
     var isEmpty: Bool { entries.isEmpty && truncates.isEmpty && checkpoint == nil }
 

@@ -16,7 +16,13 @@ import Synchronization
 /// - An embedding call is made only for documents whose content hash or model changed.
 /// - A row that cannot be rendered or embedded becomes a dead letter; the rest of the batch is applied.
 ///
-/// Calls must not overlap: one consumer feeds the pipeline (the reader's handler, or a loader).
+/// Two stages joined by a bounded queue: *prepare* (render, look up stored state, embed) runs in the
+/// caller's task; *apply* (one store transaction per batch) runs inside ``run(_:)``, so the next
+/// batch is prepared while the previous one is written. Documents prepared but not yet applied are
+/// remembered in an overlay, so preparing the next batch sees them.
+///
+/// Feeding calls must not overlap: one consumer feeds the pipeline (the reader's handler, or a loader),
+/// inside ``run(_:)``.
 public final class Pipeline: Sendable {
     public struct Configuration: Sendable {
         /// Most changes per batch. Default 1000.
@@ -45,6 +51,10 @@ public final class Pipeline: Sendable {
         public var deadLetters = 0
         public var toastRereads = 0
         public var checkpoint: LSN?
+        /// Commit → searchable latency of streamed transactions, in milliseconds.
+        public var latency = LatencyHistogram()
+
+        public init() {}
     }
 
     public let configuration: Configuration
@@ -56,11 +66,37 @@ public final class Pipeline: Sendable {
     private let logger: Logger
     private let pending = Mutex(PendingBatch())
     private let counters = Mutex(Statistics())
+    private let onDurable: @Sendable (LSN) -> Void
+    private let applyQueue = BoundedQueue<PreparedBatch>(capacity: 1)
+    private let progress = Mutex(ApplyProgress())
 
+    /// A batch ready to write.
+    struct PreparedBatch: Sendable {
+        var sequence: Int
+        var work: IndexBatch
+        var checkpoint: LSN?
+        var commitTimes: [Int64]
+    }
+
+    /// What the apply stage has done, and what it is waiting to do.
+    struct ApplyProgress {
+        var submitted = 0
+        var applied = 0
+        var failure: (any Error)?
+        var waiters: [(sequence: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+        /// Stored state of documents prepared but not yet applied: `nil` means "gone".
+        var overlay: [PendingBatch.Key: (sequence: Int, state: StoredDocumentState?)] = [:]
+        /// Entities truncated by a batch not yet applied, with that batch's sequence.
+        var truncated: [String: Int] = [:]
+    }
+
+    /// - Parameter onDurable: called with each checkpoint once the batch carrying it is committed
+    ///   in the store, in order (the agent confirms the replication slot there).
     public init(
         configuration: Configuration, entities: [EntityMapping], embedder: any Embedder, store: any IndexStore,
-        rowSource: RowSource?, logger: Logger
+        rowSource: RowSource?, logger: Logger, onDurable: @escaping @Sendable (LSN) -> Void = { _ in }
     ) {
+        self.onDurable = onDurable
         self.configuration = configuration
         self.entitiesByTable = Dictionary(grouping: entities, by: \.table)
         self.entitiesByName = Dictionary(entities.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
@@ -74,22 +110,26 @@ public final class Pipeline: Sendable {
 
     // MARK: - Input
 
-    /// Feeds events from the replication reader, in order. An empty array means "no more input right
-    /// now": the partial batch is flushed. Returns the checkpoint made durable, if any.
-    public func handle(_ events: [CaptureEvent]) async throws -> LSN? {
+    /// Feeds events from the replication reader, in order. Full batches are handed to the apply stage.
+    /// An empty array means "no more input right now": the partial batch is flushed and awaited,
+    /// so an idle moment always ends with everything durable.
+    public func handle(_ events: [CaptureEvent]) async throws {
         if events.isEmpty { return try await flush() }
         pending.withLock { batch in
             for event in events {
                 switch event {
                 case .transaction(let piece):
                     for change in piece.changes { add(change, to: &batch) }
-                    if piece.isFinal { batch.checkpoint = max(batch.checkpoint ?? .zero, piece.endLSN) }
+                    if piece.isFinal {
+                        batch.checkpoint = max(batch.checkpoint ?? .zero, piece.endLSN)
+                        if piece.commitTime > 0 { batch.commitTimes.append(piece.commitTime) }
+                    }
                 case .message(let message):
                     batch.checkpoint = max(batch.checkpoint ?? .zero, message.lsn)
                 }
             }
         }
-        return try await flushIfFull()
+        try await submitIfFull()
     }
 
     /// Feeds rows read outside replication (initial load, retries). `checkpoint`, when given, is
@@ -99,7 +139,7 @@ public final class Pipeline: Sendable {
             for change in changes { add(change, to: &batch) }
             if let checkpoint { batch.checkpoint = max(batch.checkpoint ?? .zero, checkpoint) }
         }
-        _ = try await flushIfFull()
+        try await submitIfFull()
     }
 
     private func add(_ change: RowChange, to batch: inout PendingBatch) {
@@ -138,37 +178,144 @@ public final class Pipeline: Sendable {
         return DocumentID.make(texts)
     }
 
-    // MARK: - Flushing
+    // MARK: - Stages
 
-    private func flushIfFull() async throws -> LSN? {
+    /// Runs the apply stage while `body` feeds the pipeline; when `body` returns, flushes and waits
+    /// until everything is durable. An apply failure makes feeding calls throw it.
+    public func run<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.applyLoop() }
+            do {
+                let result = try await body()
+                try await flush()
+                applyQueue.finish()
+                try await group.waitForAll()
+                return result
+            } catch {
+                applyQueue.finish()
+                group.cancelAll()
+                throw error
+            }
+        }
+    }
+
+    private func applyLoop() async {
+        while let prepared = await applyQueue.pop() {
+            var state: [String: String] = [:]
+            if let checkpoint = prepared.checkpoint { state["checkpoint"] = checkpoint.description }
+            do {
+                try await applyWithRetry(prepared.work, state: state)
+            } catch {
+                let waiters = progress.withLock { progress -> [CheckedContinuation<Void, any Error>] in
+                    progress.failure = error
+                    defer { progress.waiters.removeAll() }
+                    return progress.waiters.map(\.continuation)
+                }
+                applyQueue.finish()
+                for waiter in waiters { waiter.resume(throwing: error) }
+                return
+            }
+            let appliedAt = PostgresClock.now()
+            let work = prepared.work
+            counters.withLock {
+                for commitTime in prepared.commitTimes {
+                    $0.latency.record(milliseconds: Double(appliedAt - commitTime) / 1000)
+                }
+                $0.batches += 1
+                $0.upserts += work.upserts.count
+                $0.deletes += work.deletes.values.reduce(0) { $0 + $1.count }
+                $0.truncates += work.truncates.count
+                $0.deadLetters += work.deadLetters.count
+                if let checkpoint = prepared.checkpoint { $0.checkpoint = checkpoint }
+            }
+            if let checkpoint = prepared.checkpoint { onDurable(checkpoint) }
+            let ready = progress.withLock { progress -> [CheckedContinuation<Void, any Error>] in
+                progress.applied = prepared.sequence
+                // The store now holds this batch: overlay entries from it (and older) are redundant.
+                progress.overlay = progress.overlay.filter { $0.value.sequence > prepared.sequence }
+                progress.truncated = progress.truncated.filter { $0.value > prepared.sequence }
+                let done = progress.waiters.filter { $0.sequence <= prepared.sequence }
+                progress.waiters.removeAll { $0.sequence <= prepared.sequence }
+                return done.map(\.continuation)
+            }
+            for waiter in ready { waiter.resume() }
+        }
+    }
+
+    private func submitIfFull() async throws {
         let full = pending.withLock { batch in
             batch.changeCount >= configuration.batchSize || batch.bytes >= configuration.batchBytes
                 || (batch.startedAt.map { ContinuousClock.now - $0 >= configuration.batchDelay } ?? false)
         }
-        return full ? try await flush() : nil
+        if full { _ = try await submit() }
     }
 
-    /// Applies whatever is pending now. Returns the checkpoint recorded, if the batch had one.
-    @discardableResult
-    public func flush() async throws -> LSN? {
+    /// Prepares the pending batch and hands it to the apply stage; returns its sequence number
+    /// (`nil` when nothing was pending).
+    private func submit() async throws -> Int? {
+        if let failure = progress.withLock({ $0.failure }) { throw failure }
         let batch = pending.withLock { current -> PendingBatch in
             defer { current = PendingBatch() }
             return current
         }
         guard !batch.isEmpty else { return nil }
         let work = try await prepare(batch)
-        var state: [String: String] = [:]
-        if let checkpoint = batch.checkpoint { state["checkpoint"] = checkpoint.description }
-        try await applyWithRetry(work, state: state)
-        counters.withLock {
-            $0.batches += 1
-            $0.upserts += work.upserts.count
-            $0.deletes += work.deletes.values.reduce(0) { $0 + $1.count }
-            $0.truncates += work.truncates.count
-            $0.deadLetters += work.deadLetters.count
-            if let checkpoint = batch.checkpoint { $0.checkpoint = checkpoint }
+        let sequence = progress.withLock { progress -> Int in
+            progress.submitted += 1
+            let sequence = progress.submitted
+            for entity in work.truncates {
+                progress.truncated[entity] = sequence
+                progress.overlay = progress.overlay.filter { $0.key.entity != entity }
+            }
+            for (entity, ids) in work.deletes {
+                for id in ids { progress.overlay[.init(entity: entity, id: id)] = (sequence, nil) }
+            }
+            for upsert in work.upserts {
+                let document = upsert.document
+                progress.overlay[.init(entity: document.entity, id: document.id)] = (
+                    sequence,
+                    StoredDocumentState(contentHash: document.contentHash, model: upsert.model, sourceValues: document.sourceValues, lsn: document.lsn)
+                )
+            }
+            return sequence
         }
-        return batch.checkpoint
+        do {
+            try await applyQueue.push(PreparedBatch(sequence: sequence, work: work, checkpoint: batch.checkpoint, commitTimes: batch.commitTimes))
+        } catch {
+            throw progress.withLock { $0.failure } ?? SyncError(.apply, "the pipeline is not running: feed it inside Pipeline.run")
+        }
+        return sequence
+    }
+
+    /// Applies whatever is pending now and waits until it, and everything before it, is durable.
+    public func flush() async throws {
+        guard let sequence = try await submit() ?? progress.withLock({ $0.submitted > $0.applied ? $0.submitted : nil }) else { return }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let immediate: Result<Void, any Error>? = progress.withLock { progress in
+                if let failure = progress.failure { return .failure(failure) }
+                if progress.applied >= sequence { return .success(()) }
+                progress.waiters.append((sequence, continuation))
+                return nil
+            }
+            if let immediate { continuation.resume(with: immediate) }
+        }
+    }
+
+    /// Stored state for `ids`, with documents prepared but not yet applied taken from the overlay.
+    private func currentStates(entity: String, ids: [String]) async throws -> [String: StoredDocumentState] {
+        var states = try await store.storedStates(entity: entity, ids: ids)
+        progress.withLock { progress in
+            if progress.truncated[entity] != nil {
+                // Truncated by a batch still in flight: only what was written after it counts.
+                states = [:]
+            }
+            for id in ids {
+                if let entry = progress.overlay[.init(entity: entity, id: id)] {
+                    states[id] = entry.state
+                }
+            }
+        }
+        return states
     }
 
     private func applyWithRetry(_ work: IndexBatch, state: [String: String]) async throws {
@@ -209,7 +356,7 @@ public final class Pipeline: Sendable {
                 }
             }
             guard !upserts.isEmpty else { continue }
-            let stored = try await store.storedStates(entity: entityName, ids: upserts.map(\.id))
+            let stored = try await currentStates(entity: entityName, ids: upserts.map(\.id))
 
             // Unchanged TOAST values: take the stored source value, else re-read the row.
             var reread: [String: [String: String?]] = [:]

@@ -63,4 +63,18 @@ import Testing
         try await produced
         #expect(received == Array(0..<count))
     }
+
+    final class Payload: Sendable {}
+
+    @Test func consumedItemsAreReleasedAtOnce() async throws {
+        let queue = BoundedQueue<Payload>(capacity: 4)
+        weak var first: Payload?
+        for round in 0..<200 {
+            let payload = Payload()
+            if round == 0 { first = payload }
+            try await queue.push(payload)
+            _ = await queue.pop()
+        }
+        #expect(first == nil, "a consumed item must not be kept alive by the queue")
+    }
 }

@@ -146,3 +146,42 @@ import Testing
         #expect(error?.message.contains("/proc/no/such/place/index.db") == true)
     }
 }
+
+@Suite struct FlatJSONTests {
+    @Test func roundTripsAwkwardText() {
+        let values: [String: String?] = ["b": "line\nbreak \"quoted\" \\ back", "a": nil, "ü": "émoji 🎉 \u{1}", "": ""]
+        let text = FlatJSON.encode(values)
+        #expect(text.hasPrefix("{\"\":\"\",\"a\":null,\"b\":"))
+        #expect(FlatJSON.decode(text) == values)
+        // Agrees with Foundation's parser.
+        let foundation = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+        #expect(foundation?["b"] as? String == "line\nbreak \"quoted\" \\ back")
+        #expect(foundation?["ü"] as? String == "émoji 🎉 \u{1}")
+    }
+
+    @Test func toleratesForeignAndBrokenInput() {
+        #expect(FlatJSON.decode("{\"n\": 12, \"t\": true, \"s\": \"\\u00e9\\ud83c\\udf89\"}") == ["n": "12", "t": "true", "s": "é🎉"])
+        #expect(FlatJSON.decode("{\"a\":") == [:])
+        #expect(FlatJSON.decode("not json") == [:])
+        #expect(FlatJSON.decode("{}") == [:])
+    }
+}
+
+@Suite struct TemplateFastPathTests {
+    /// The concatenating fast path must render exactly what the Mustache renderer renders.
+    @Test func fastPathAgreesWithMustache() throws {
+        let sources = ["{{name}}\n{{description}}", "{{{name}}} & {{& note}}: <{{ name }}>", "plain text", "{{a}}{{b}}", "x {{missing}} y", "{{flag}}"]
+        let values: [String: String?] = ["name": "Fish & <Chips>", "description": "\"hot\"", "note": "n'", "a": "1", "b": nil, "flag": "t"]
+        for source in sources {
+            #expect(ContentTemplate.simpleSegments(source) != nil, "\(source) should take the fast path")
+            let fast = try ContentTemplate(source).render(values, booleans: ["flag"])
+            let slow = try ContentTemplate(source + "{{#never}}{{/never}}").render(values, booleans: ["flag"])
+            #expect(fast == slow, "\(source)")
+        }
+        #expect(ContentTemplate.simpleSegments("{{#s}}x{{/s}}") == nil)
+        #expect(ContentTemplate.simpleSegments("{{a.b}}") == nil)
+        #expect(ContentTemplate.simpleSegments("{{! c }}") == nil)
+        #expect(ContentTemplate.simpleSegments("{{unclosed") == nil)
+    }
+}
+

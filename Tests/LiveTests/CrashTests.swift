@@ -79,14 +79,23 @@ import Testing
             }
             stop.withLock { $0 = true }
             let operations = try await workload.value
+            // One more commit after the last agent died, so only the next agent can reach the target
+            // (and it is surely running, with its signal handlers, when it gets there).
+            try await db.exec("UPDATE items SET hits = hits + 1 WHERE id = (SELECT min(id) FROM items)")
             let target = try await db.currentLSN()
 
             // A last clean run catches up; SIGTERM then drains and exits 0.
-            let agent = try AgentProcess(binary: binary, config: configPath)
+            let logPath = directory + "/last-run.log"
+            let agent = try AgentProcess(binary: binary, config: configPath, log: logPath, level: "info")
             let store = try SQLiteIndexStore(configuration: .init(path: directory + "/index.db"), logger: testLogger)
+            let beforeStart = try await store.state("checkpoint") ?? "none"
             try await waitForCheckpoint(store, target, timeout: .seconds(120))
+            let reached = try await store.state("checkpoint") ?? "none"
+            let running = agent.process.isRunning
             agent.kill(SIGTERM)
-            #expect(agent.wait() == 0, "graceful shutdown exits 0")
+            let status = agent.wait()
+            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            #expect(status == 0 && agent.process.terminationReason == .exit, "graceful shutdown exits 0; target \(target), checkpoint before start \(beforeStart), reached \(reached), running \(running); log:\n\(log.suffix(3000))")
 
             // Compare the index with the source rendered through the same template.
             let contentTemplate = try ContentTemplate("{{title}}\n{{body}}")
@@ -125,11 +134,15 @@ import Testing
 final class AgentProcess {
     let process = Process()
 
-    init(binary: String, config: String) throws {
+    init(binary: String, config: String, log: String? = nil, level: String = "warning") throws {
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["run", "--config", config, "--log-level", "warning"]
+        process.arguments = ["run", "--config", config, "--log-level", level]
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.standardError
+        if let log, FileManager.default.createFile(atPath: log, contents: nil), let handle = FileHandle(forWritingAtPath: log) {
+            process.standardError = handle
+        } else {
+            process.standardError = FileHandle.standardError
+        }
         try process.run()
     }
 

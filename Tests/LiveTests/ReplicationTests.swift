@@ -271,9 +271,10 @@ import Testing
         try await withDatabase(on: server) { db in
             try await db.exec("CREATE TABLE t (id int PRIMARY KEY)")
             _ = try await db.prepareReplication(slot: "present", tables: ["t"])
-            let error = await #expect(throws: CaptureError.self) {
-                try await withReader(db, slot: "absent") { _, _ in try await Task.sleep(for: .seconds(1)) }
-            }
+            let reader = ReplicationReader(
+                configuration: .init(connectionString: db.url, slotName: "absent", publicationNames: ["tidemark"]), logger: testLogger)
+            let error = await #expect(throws: CaptureError.self) { try await reader.run { _ in } }
+            #expect(reader.statistics.reconnects == 0, "a missing slot is not retried")
             #expect(error?.code == .replicationSetup)
             #expect(error?.message.contains("absent") == true)
         }

@@ -1,0 +1,209 @@
+// End-to-end streaming: committed changes → documents → built-in embeddings → SQLite, measured
+// against pg_recvlogical on the same WAL in the same run; then commit→searchable latency at a
+// steady rate; then peak memory.
+//
+//   swift run -c release PipelineBenchmark --source postgres://postgres@127.0.0.1:54315/postgres \
+//       --bin /usr/lib/postgresql/15/bin [--inserts 200000] [--updates 100000] [--rate 1000] [--seconds 20]
+import Capture
+import Foundation
+import Indexing
+import Logging
+import Postgres
+import ServiceLifecycle
+import Sync
+
+struct Options {
+    var source = ProcessInfo.processInfo.environment["TIDEMARK_TEST_PG15_URL"] ?? "postgres://postgres@127.0.0.1:54315/postgres"
+    var bin = ProcessInfo.processInfo.environment["TIDEMARK_TEST_PG15_BIN"] ?? "/usr/lib/postgresql/15/bin"
+    var inserts = 200_000
+    var updates = 100_000
+    var rate = 1_000
+    var seconds = 20
+
+    init(_ arguments: [String]) throws {
+        var iterator = arguments.dropFirst().makeIterator()
+        while let argument = iterator.next() {
+            guard let value = iterator.next() else { throw BenchmarkError("missing value for \(argument)") }
+            switch argument {
+            case "--source": source = value
+            case "--bin": bin = value
+            case "--inserts": inserts = Int(value) ?? inserts
+            case "--updates": updates = Int(value) ?? updates
+            case "--rate": rate = Int(value) ?? rate
+            case "--seconds": seconds = Int(value) ?? seconds
+            default: throw BenchmarkError("unknown option \(argument)")
+            }
+        }
+    }
+}
+
+struct BenchmarkError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+func databaseURL(_ url: String, _ database: String) -> String {
+    guard let slash = url.range(of: "/", options: .backwards) else { return url }
+    return String(url[..<slash.upperBound]) + database
+}
+
+func peakRSSMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+    else { return 0 }
+    return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+func insertLSN(_ connection: PostgresConnection) async throws -> LSN {
+    let text = try await connection.query("SELECT pg_current_wal_insert_lsn()::text").rows.first?.first ?? nil
+    return try LSN.parse(text ?? "")
+}
+
+func waitForCheckpoint(_ store: SQLiteIndexStore, _ target: LSN) async throws {
+    while true {
+        if let text = try await store.state("checkpoint"), let lsn = LSN(text), lsn >= target { return }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
+/// Runs the agent until `body` returns, then shuts it down gracefully.
+func withAgent(_ configuration: AgentConfiguration, logger: Logger, _ body: (Agent) async throws -> Void) async throws {
+    let agent = Agent(configuration: configuration, logger: logger)
+    let group = ServiceGroup(configuration: .init(services: [agent], logger: logger))
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        try await body(agent)
+        await group.triggerGracefulShutdown()
+        try await tasks.waitForAll()
+    }
+}
+
+func main() async throws {
+    let options = try Options(CommandLine.arguments)
+    var logger = Logger(label: "bench")
+    logger.logLevel = .error
+    let admin = try await PostgresConnection.connect(options.source, logger: logger)
+    _ = try? await admin.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'tidemark_pipeline_bench'")
+    try await admin.query("DROP DATABASE IF EXISTS tidemark_pipeline_bench WITH (FORCE)")
+    try await admin.query("CREATE DATABASE tidemark_pipeline_bench")
+    let version = try await admin.query("SHOW server_version").rows.first?.first ?? nil
+    await admin.close()
+    let url = databaseURL(options.source, "tidemark_pipeline_bench")
+    let db = try await PostgresConnection.connect(url, logger: logger)
+    try await db.simpleQuery("CREATE TABLE items (id bigint PRIMARY KEY, title text NOT NULL, body text, category int, price numeric(10,2))")
+
+    let indexPath = NSTemporaryDirectory() + "tidemark-pipeline-bench-\(getpid()).db"
+    defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: indexPath + suffix) } }
+    var configuration = AgentConfiguration(
+        source: .init(url: url),
+        entities: [.init(name: "item", table: TableName(schema: "public", name: "items"), content: "{{title}}\n{{body}}", metadata: ["category", "price"])])
+    configuration.source.slot = "bench_agent"
+    configuration.source.publication = "bench"
+    configuration.source.heartbeatInterval = .milliseconds(100)
+    configuration.index = .sqlite(path: indexPath)
+    let store = try SQLiteIndexStore(configuration: .init(path: indexPath), logger: logger)
+
+    // 1. First start: creates publication and slot, loads the (empty) table.
+    try await withAgent(configuration, logger: logger) { _ in
+        try await waitForCheckpoint(store, try await insertLSN(db))
+    }
+    try await db.query("SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput')")
+
+    // 2. The workload, written while the agent is stopped: both consumers then read the same WAL.
+    print("server: PostgreSQL \(version ?? "?"); workload: \(options.inserts) inserts + \(options.updates) content updates, 1000 rows per transaction")
+    try await db.simpleQuery("""
+        DO $$ BEGIN
+          FOR i IN 0..\(options.inserts / 1000 - 1) LOOP
+            INSERT INTO items SELECT g, 'item ' || g || ' ' || md5(g::text),
+                   'A short description of item ' || g || ' with words like lamp, desk, oak and ' || md5((g * 7)::text),
+                   g % 50, (g % 10000) / 100.0
+              FROM generate_series(i * 1000 + 1, (i + 1) * 1000) g;
+            COMMIT;
+          END LOOP;
+          FOR i IN 0..\(options.updates / 1000 - 1) LOOP
+            UPDATE items SET title = title || ' v2' WHERE id BETWEEN i * 1000 + 1 AND (i + 1) * 1000;
+            COMMIT;
+          END LOOP;
+        END $$
+        """)
+    let end = try await insertLSN(db)
+    try await db.query("SELECT pg_logical_emit_message(false, 'bench', 'end')")
+    let changes = options.inserts + options.updates
+
+    let recvStart = ContinuousClock.now
+    let recv = Process()
+    recv.executableURL = URL(fileURLWithPath: options.bin + "/pg_recvlogical")
+    recv.arguments = ["-d", url, "--slot", "bench_recv", "--start", "-o", "proto_version=2", "-o", "publication_names=bench",
+                      "-E", end.description, "-f", "/dev/null", "-s", "1", "--no-loop"]
+    try recv.run()
+    recv.waitUntilExit()
+    let recvSeconds = (ContinuousClock.now - recvStart).seconds
+
+    var agentSeconds = 0.0
+    var statistics = Pipeline.Statistics()
+    try await withAgent(configuration, logger: logger) { agent in
+        let started = ContinuousClock.now
+        try await waitForCheckpoint(store, end)
+        agentSeconds = (ContinuousClock.now - started).seconds
+        statistics = agent.statistics
+    }
+    let documents = try await store.count(entity: "item")
+    print("")
+    print("streaming throughput (\(changes) changes, \(documents) documents in the index)")
+    print(String(format: "  pg_recvlogical (decode only):              %8.0f changes/s  (%.2f s)", Double(changes) / recvSeconds, recvSeconds))
+    print(String(format: "  tidemark (decode, render, embed, SQLite):  %8.0f changes/s  (%.2f s)  ratio %.2f×",
+                 Double(changes) / agentSeconds, agentSeconds, recvSeconds / agentSeconds))
+    print("  batches \(statistics.batches), embedded \(statistics.embeddedDocuments) documents in \(statistics.embeddingCalls) calls, skipped \(statistics.embeddingsSkipped)")
+
+    // 3. Latency at a steady rate: 10-row transactions every 10 ms for 1000 rows/s.
+    let rowsPerTransaction = 10
+    let interval = Duration.milliseconds(1000 * rowsPerTransaction / max(1, options.rate))
+    var latency = LatencyHistogram()
+    try await withAgent(configuration, logger: logger) { agent in
+        try await waitForCheckpoint(store, try await insertLSN(db))
+        let baseline = agent.statistics.latency.count
+        var nextID = options.inserts + 1
+        let deadline = ContinuousClock.now + .seconds(options.seconds)
+        var tick = ContinuousClock.now
+        var toggle = false
+        while ContinuousClock.now < deadline {
+            if toggle {
+                try await db.query("UPDATE items SET body = body || ' x' WHERE id BETWEEN $1 AND $2", [String(nextID - 10), String(nextID - 1)])
+            } else {
+                try await db.query(
+                    "INSERT INTO items SELECT g, 'steady ' || g, 'steady body ' || g, g % 50, 1 FROM generate_series($1::bigint, $2::bigint) g",
+                    [String(nextID), String(nextID + rowsPerTransaction - 1)])
+                nextID += rowsPerTransaction
+            }
+            toggle.toggle()
+            tick += interval
+            let now = ContinuousClock.now
+            if tick > now { try await Task.sleep(until: tick) }
+        }
+        try await waitForCheckpoint(store, try await insertLSN(db))
+        latency = agent.statistics.latency
+        _ = baseline
+    }
+    print("")
+    print("commit → searchable latency at \(options.rate) changes/s for \(options.seconds) s (\(latency.count) transactions)")
+    print(String(format: "  p50 %.1f ms   p90 %.1f ms   p99 %.1f ms   max %.1f ms",
+                 latency.percentile(0.5), latency.percentile(0.9), latency.percentile(0.99), latency.maximum))
+    print(String(format: "peak RSS of the process (agent and driver): %.1f MB", peakRSSMegabytes()))
+
+    await db.close()
+    let cleanup = try await PostgresConnection.connect(options.source, logger: logger)
+    _ = try? await cleanup.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'tidemark_pipeline_bench'")
+    _ = try? await cleanup.query("DROP DATABASE IF EXISTS tidemark_pipeline_bench WITH (FORCE)")
+    await cleanup.close()
+}
+
+do {
+    try await main()
+} catch {
+    FileHandle.standardError.write(Data("benchmark failed: \(error)\n".utf8))
+    exit(1)
+}
