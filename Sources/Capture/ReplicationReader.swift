@@ -384,7 +384,9 @@ public final class ReplicationReader: Sendable {
         return error
     }
 
-    static func isRetryable(_ error: any Error) -> Bool {
+    /// Whether `error` is a passing connection problem (lost connection, server restarting, slot
+    /// still held by a walsender that is going away) worth retrying.
+    public static func isRetryable(_ error: any Error) -> Bool {
         if let postgres = error as? PostgresError {
             switch postgres.code {
             case .connectionLost, .connectionFailed: return true

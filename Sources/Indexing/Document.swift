@@ -101,10 +101,12 @@ public struct IndexBatch: Sendable {
     /// After a full reload: remove documents of the entity that reflect a position before this one
     /// (their rows no longer exist), in the same transaction.
     public var sweepBefore: [String: LSN] = [:]
+    /// Job rows to write in the same transaction (progress that must match the documents).
+    public var jobs: [JobRecord] = []
 
     public init() {}
 
     public var isEmpty: Bool {
-        upserts.isEmpty && deletes.isEmpty && truncates.isEmpty && deadLetters.isEmpty && resolved.isEmpty && sweepBefore.isEmpty
+        upserts.isEmpty && deletes.isEmpty && truncates.isEmpty && deadLetters.isEmpty && resolved.isEmpty && sweepBefore.isEmpty && jobs.isEmpty
     }
 }

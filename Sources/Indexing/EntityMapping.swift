@@ -14,6 +14,8 @@ public struct EntityMapping: Sendable {
     public let metadataColumns: [String]
     /// Columns of type boolean (rendered as true/false in sections).
     public let booleanColumns: Set<String>
+    /// SQL types of the key columns (`format_type`), for typed key comparisons in chunked reads.
+    public let keyTypes: [String]
 
     /// Columns the documents read: template and metadata columns, without duplicates.
     public let sourceColumns: [String]
@@ -22,8 +24,9 @@ public struct EntityMapping: Sendable {
 
     public init(
         name: String, table: TableName, keyColumns: [String], template: ContentTemplate, metadataColumns: [String],
-        booleanColumns: Set<String> = []
+        booleanColumns: Set<String> = [], keyTypes: [String] = []
     ) {
+        self.keyTypes = keyTypes
         self.name = name
         self.table = table
         self.keyColumns = keyColumns

@@ -63,6 +63,13 @@ public final class SQLiteIndexStore: IndexStore {
                 key   TEXT PRIMARY KEY,
                 value TEXT NOT NULL
             ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS jobs (
+                id         TEXT PRIMARY KEY,
+                entity     TEXT NOT NULL,
+                control    TEXT NOT NULL DEFAULT 'run',
+                created_at REAL NOT NULL,
+                record     TEXT NOT NULL
+            ) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS dead_letters (
                 entity          TEXT NOT NULL,
                 id              TEXT NOT NULL,
@@ -144,6 +151,7 @@ public final class SQLiteIndexStore: IndexStore {
                         ])
                     }
                 }
+                for job in batch.jobs { try Self.writeJob(job, db) }
                 if !state.isEmpty {
                     let statement = try db.cachedStatement(sql: "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)")
                     for (key, value) in state { try statement.execute(arguments: [key, value]) }
@@ -164,6 +172,67 @@ public final class SQLiteIndexStore: IndexStore {
             for key in stateKeys {
                 try db.execute(sql: "DELETE FROM state WHERE key = ?", arguments: [key])
             }
+        }
+    }
+
+    // MARK: - Jobs
+
+    static let jobEncoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
+
+    /// Writes the job's progress; the operator's `control` column is left as it is.
+    static func writeJob(_ job: JobRecord, _ db: Database) throws {
+        let record = String(decoding: try jobEncoder.encode(job), as: UTF8.self)
+        try db.execute(
+            sql: """
+                INSERT INTO jobs (id, entity, control, created_at, record) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (id) DO UPDATE SET record = excluded.record
+                """,
+            arguments: [job.id, job.entity, job.control.rawValue, job.createdAt, record])
+    }
+
+    /// Creates or updates a job outside a batch (queueing, final states).
+    public func saveJob(_ job: JobRecord) async throws {
+        try await pool.write { db in try Self.writeJob(job, db) }
+    }
+
+    /// Records what the operator wants (pause, resume, cancel).
+    public func setJobControl(_ id: String, _ control: JobRecord.Control) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE jobs SET control = ? WHERE id = ?", arguments: [control.rawValue, id])
+            return db.changesCount > 0
+        }
+    }
+
+    public func job(_ id: String) async throws -> JobRecord? {
+        try await jobs(where: "id = ?", [id]).first
+    }
+
+    /// Jobs, newest first, optionally of one entity.
+    public func jobs(entity: String? = nil) async throws -> [JobRecord] {
+        if let entity { return try await jobs(where: "entity = ?", [entity]) }
+        return try await jobs(where: "1 = 1", [])
+    }
+
+    private func jobs(where condition: String, _ arguments: [String]) async throws -> [JobRecord] {
+        let rows = try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT record, control FROM jobs WHERE \(condition) ORDER BY created_at DESC, id", arguments: StatementArguments(arguments))
+        }
+        return rows.compactMap { row in
+            let record: String = row[0]
+            guard var job = try? JSONDecoder().decode(JobRecord.self, from: Data(record.utf8)) else { return nil }
+            job.control = JobRecord.Control(rawValue: row[1]) ?? .run
+            return job
+        }
+    }
+
+    /// Dead letters of an entity recorded at or after `lsn` (the failures of a job).
+    public func deadLetterCount(entity: String, since lsn: LSN) async throws -> Int {
+        try await pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letters WHERE entity = ? AND lsn >= ?", arguments: [entity, Int64(bitPattern: lsn.rawValue)]) ?? 0
         }
     }
 

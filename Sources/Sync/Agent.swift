@@ -16,6 +16,8 @@ public final class Agent: Service, Sendable {
     private let logger: Logger
     private let progress = Mutex<Progress>(Progress())
     private let lastActivity = Mutex(ContinuousClock.now)
+    /// Backfill jobs whose worker ended, for the scheduler to reap.
+    private let finishedWorkers = Mutex<[String]>([])
 
     /// What the agent is doing, for status output.
     public struct Progress: Sendable {
@@ -65,11 +67,6 @@ public final class Agent: Service, Sendable {
         return try EntityResolver.resolve(configuration.entities, catalog: catalog)
     }
 
-    /// Identifies the set of entities a completed initial load covered.
-    static func loadSignature(_ configuration: AgentConfiguration, _ entities: [EntityMapping]) -> String {
-        ([configuration.source.slot] + entities.map { "\($0.name)=\($0.table)" }).joined(separator: ";")
-    }
-
     public func run() async throws {
         let source = configuration.source
         logger.info("starting", metadata: ["source": "\(source.redactedURL)", "slot.name": "\(source.slot)"])
@@ -92,29 +89,33 @@ public final class Agent: Service, Sendable {
         pipelineConfiguration.batchSize = configuration.pipeline.batchSize
         pipelineConfiguration.batchBytes = configuration.pipeline.batchBytes
         pipelineConfiguration.batchDelay = configuration.pipeline.batchDelay
+        let coordinator = BackfillCoordinator()
         let pipeline = Pipeline(
             configuration: pipelineConfiguration, entities: entities, embedder: embedder, store: store,
-            rowSource: rowSource, logger: logger,
+            rowSource: rowSource, logger: logger, coordinator: coordinator,
             onDurable: { [weak self] checkpoint in
                 self?.currentReader.withLock { $0 }?.confirm(checkpoint)
                 self?.progress.withLock { $0.checkpoint = checkpoint }
             })
         pipelineStatistics.withLock { $0 = pipeline }
         try await pipeline.run {
-            try await stream(connection: connection, entities: entities, store: store, pipeline: pipeline)
+            try await stream(connection: connection, entities: entities, store: store, pipeline: pipeline, coordinator: coordinator)
         }
         await rowSource.close()
         logger.info("stopped", metadata: ["lsn.checkpoint": "\(progress.withLock { $0.checkpoint?.description ?? "none" })"])
     }
 
-    private func stream(connection: PostgresConnection, entities: [EntityMapping], store: SQLiteIndexStore, pipeline: Pipeline) async throws {
+    private func stream(
+        connection: PostgresConnection, entities: [EntityMapping], store: SQLiteIndexStore, pipeline: Pipeline,
+        coordinator: BackfillCoordinator
+    ) async throws {
         let source = configuration.source
 
         let setup = ReplicationSetup(
             configuration: .init(slotName: source.slot, publicationName: source.publication, tables: Array(Set(entities.map(\.table))).sorted()),
             logger: logger)
         try await setup.ensurePublication(on: connection)
-        let start = try await prepareSlot(setup: setup, connection: connection, entities: entities, store: store, pipeline: pipeline)
+        let start = try await prepareSlot(setup: setup, connection: connection, entities: entities, store: store)
 
         var readerConfiguration = ReplicationReader.Configuration(
             connectionString: source.url, slotName: source.slot, publicationNames: [source.publication])
@@ -141,7 +142,11 @@ public final class Agent: Service, Sendable {
                 group.addTask {
                     try await self.heartbeat(connection: connection)
                 }
-                // The reader returns after stop() or fails; either way the heartbeat ends with it.
+                group.addTask {
+                    try await self.scheduleBackfills(entities: entities, store: store, coordinator: coordinator)
+                }
+                // The reader returns after stop() or fails; heartbeat and backfills end with it (an
+                // interrupted job resumes from its last durable chunk on the next start).
                 _ = try await group.next()
                 group.cancelAll()
             }
@@ -151,69 +156,122 @@ public final class Agent: Service, Sendable {
         }
     }
 
-    /// Makes sure the slot exists and the initial load is complete; returns where to stream from.
+    /// Makes sure the slot exists; queues a backfill for every entity not loaded since this slot was
+    /// created. Returns where to stream from.
+    ///
+    /// Streaming starts at once: a new database's existing rows arrive through watermarked backfill
+    /// chunks while live changes already flow.
     private func prepareSlot(
-        setup: ReplicationSetup, connection: PostgresConnection, entities: [EntityMapping], store: SQLiteIndexStore,
-        pipeline: Pipeline
+        setup: ReplicationSetup, connection: PostgresConnection, entities: [EntityMapping], store: SQLiteIndexStore
     ) async throws -> LSN {
-        let signature = Self.loadSignature(configuration, entities)
         let slotRows = try await connection.query(
-            "SELECT confirmed_flush_lsn::text, wal_status, active, database = current_database(), database FROM pg_replication_slots WHERE slot_name = $1",
+            "SELECT confirmed_flush_lsn::text, wal_status, database = current_database(), database FROM pg_replication_slots WHERE slot_name = $1",
             [configuration.source.slot])
-        if let row = slotRows.rows.first, row[3] != "t" {
+        if let row = slotRows.rows.first, row[2] != "t" {
             throw SyncError(
                 .configuration,
-                "source.slot: a replication slot named \"\(configuration.source.slot)\" already belongs to database \(row[4] ?? "(none)"); slot names are shared by the whole server, so choose another source.slot")
+                "source.slot: a replication slot named \"\(configuration.source.slot)\" already belongs to database \(row[3] ?? "(none)"); slot names are shared by the whole server, so choose another source.slot")
         }
-        let loaded = try await store.state("initial_load") == signature
-        let checkpoint = try await store.state("checkpoint").flatMap { LSN($0) }
-        if let row = slotRows.rows.first, row[1] != "lost", loaded, let checkpoint {
-            return checkpoint
-        }
-        if !slotRows.rows.isEmpty {
-            logger.warning(
-                "re-initialising: the slot exists but the index has no complete load for these entities (or the slot was invalidated)",
-                metadata: ["slot.name": "\(configuration.source.slot)"])
+        var checkpoint = try await store.state("checkpoint").flatMap { LSN($0) }
+        var incarnation = try await store.state("slot.incarnation")
+        if let row = slotRows.rows.first, row[1] == "lost" {
+            logger.warning("the replication slot was invalidated; re-creating it and backfilling every entity", metadata: ["slot.name": "\(configuration.source.slot)"])
             try await setup.dropSlot(on: connection)
-        } else if checkpoint != nil {
-            logger.warning("the replication slot is gone; re-loading every entity", metadata: ["slot.name": "\(configuration.source.slot)"])
+            incarnation = nil
+        } else if slotRows.rows.isEmpty {
+            if checkpoint != nil {
+                logger.warning("the replication slot is gone; re-creating it and backfilling every entity", metadata: ["slot.name": "\(configuration.source.slot)"])
+            }
+            incarnation = nil
+        } else if incarnation == nil || checkpoint == nil {
+            // A slot this index knows nothing about (e.g. a new index file): start over from a new one.
+            try await setup.dropSlot(on: connection)
         }
-        // Documents already indexed stay (and answer searches) during the reload; the load rewrites
-        // each live row (an unchanged one costs no embedding) and then sweeps rows that are gone.
-        try await store.reset(entities: [], stateKeys: ["initial_load"])
-        progress.withLock { $0.phase = "initial load" }
+        if incarnation == nil || checkpoint == nil {
+            let slot = try await setup.ensureSlot(on: connection)
+            let created = slot.confirmedFlush
+            checkpoint = created
+            incarnation = created.description
+            try await store.apply(IndexBatch(), state: ["checkpoint": created.description, "slot.incarnation": created.description])
+        }
+        guard let start = checkpoint, let incarnation else {
+            throw SyncError(.initialLoad, "no start position for the replication slot")
+        }
+        // Queue a full backfill for each entity not loaded under this slot (and with none under way).
+        let jobs = try await store.jobs()
+        for entity in entities {
+            let loaded = try await store.state("loaded.\(entity.name)") == incarnation
+            let underway = jobs.contains { $0.entity == entity.name && $0.kind == .backfill && $0.status.isActive }
+            if !loaded && !underway {
+                var job = JobRecord(id: JobRecord.newID(), entity: entity.name, kind: .backfill)
+                job.loadsIncarnation = incarnation
+                try await store.saveJob(job)
+                logger.info("backfill queued", metadata: ["job.id": "\(job.id)", "entity": "\(entity.name)"])
+            }
+        }
+        return start
+    }
 
-        // Create the slot and read everything as of its exported snapshot.
-        let replication = try await PostgresConnection.connect(
-            configuration.source.url, kind: .logicalReplication, applicationName: "tidemark-setup", logger: logger)
-        let created = try await replication.simpleQuery(
-            "CREATE_REPLICATION_SLOT \(PostgresConnection.quoteIdentifier(configuration.source.slot)) LOGICAL pgoutput (SNAPSHOT 'export')")
-        guard let consistent = created.value(0, "consistent_point").flatMap({ LSN($0) }),
-            let snapshot = created.value(0, "snapshot_name")
-        else {
-            await replication.close()
-            throw SyncError(.initialLoad, "the server did not return a consistent point and snapshot for the new slot")
+    /// Starts queued and interrupted backfill jobs, at most `backfill.max_concurrent` at a time, and
+    /// picks up jobs queued later (by `tidemark backfill`).
+    private func scheduleBackfills(entities: [EntityMapping], store: SQLiteIndexStore, coordinator: BackfillCoordinator) async throws {
+        let byName = Dictionary(entities.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let runID = String(UUID().uuidString.prefix(8)).lowercased()
+        var workerConfiguration = BackfillWorker.Configuration()
+        workerConfiguration.targetChunkDuration = configuration.backfill.chunkDuration
+        let limit = max(1, configuration.backfill.maxConcurrent)
+        try await withThrowingDiscardingTaskGroup { group in
+            var running = Set<String>()
+            var retryAfter: [String: ContinuousClock.Instant] = [:]
+            while !Task.isCancelled {
+                for finished in self.finishedWorkers.withLock({ list in defer { list.removeAll() }; return list }) {
+                    running.remove(finished)
+                    retryAfter[finished] = .now + .seconds(2)
+                }
+                let candidates = try await store.jobs().reversed().filter { $0.status.isActive && !running.contains($0.id) }
+                for job in candidates where running.count < limit {
+                    if let wait = retryAfter[job.id], wait > .now { continue }
+                    guard let entity = byName[job.entity] else {
+                        var failed = job
+                        failed.status = .failed
+                        failed.lastError = "entity \(job.entity) is not in the configuration"
+                        failed.finishedAt = Date().timeIntervalSince1970
+                        try await store.saveJob(failed)
+                        continue
+                    }
+                    running.insert(job.id)
+                    let worker = BackfillWorker(
+                        configuration: workerConfiguration, entity: entity, sourceURL: configuration.source.url, store: store,
+                        coordinator: coordinator, runID: runID, logger: logger)
+                    group.addTask {
+                        defer { self.finishedWorkers.withLock { $0.append(job.id) } }
+                        do {
+                            let finished = try await worker.run(job)
+                            if finished.status == .completed, let incarnation = finished.loadsIncarnation {
+                                try await store.apply(IndexBatch(), state: ["loaded.\(entity.name)": incarnation])
+                            }
+                        } catch is CancellationError {
+                        } catch {
+                            if Task.isCancelled { return }
+                            var failed = try await store.job(job.id) ?? job
+                            failed.lastError = "\(error)"
+                            if ReplicationReader.isRetryable(error) {
+                                // The source went away for a moment: the job resumes from its cursor.
+                                failed.status = .queued
+                                self.logger.warning("backfill interrupted; will resume", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
+                            } else {
+                                failed.status = .failed
+                                failed.finishedAt = Date().timeIntervalSince1970
+                                self.logger.error("backfill failed", metadata: ["job.id": "\(job.id)", "error": "\(error)"])
+                            }
+                            try? await store.saveJob(failed)
+                        }
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            group.cancelAll()
         }
-        let reader = try await PostgresConnection.connect(configuration.source.url, applicationName: "tidemark-load", logger: logger)
-        do {
-            try await reader.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            try await reader.simpleQuery("SET TRANSACTION SNAPSHOT \(PostgresConnection.quoteLiteral(snapshot))")
-            await replication.close()  // the snapshot now lives in the reader's transaction
-            let rows = try await InitialLoad(logger: logger).load(entities, on: reader, lsn: consistent, pipeline: pipeline)
-            try await pipeline.flush()
-            try await reader.simpleQuery("COMMIT")
-            await reader.close()
-            var sweep = IndexBatch()
-            for entity in entities { sweep.sweepBefore[entity.name] = consistent }
-            try await store.apply(sweep, state: ["checkpoint": consistent.description, "initial_load": signature])
-            progress.withLock { $0.loadedRows = rows }
-            logger.info("initial load complete", metadata: ["rows": "\(rows)", "lsn.consistent": "\(consistent)"])
-        } catch {
-            await replication.close()
-            await reader.close()
-            throw SyncError(.initialLoad, "the initial load failed; the next start begins it again", underlying: error)
-        }
-        return consistent
     }
 
     /// While nothing arrives, writes a logical message now and then so the checkpoint and the slot

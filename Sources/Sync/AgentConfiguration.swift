@@ -40,6 +40,13 @@ public struct AgentConfiguration: Sendable {
         public var batchDelay: Duration = .milliseconds(50)
     }
 
+    public struct Backfill: Sendable {
+        /// Backfill jobs running at once. Default 2.
+        public var maxConcurrent = 2
+        /// How long one chunk's read should take; chunk sizes adapt to it. Default 250 ms.
+        public var chunkDuration: Duration = .milliseconds(250)
+    }
+
     public struct Entity: Sendable {
         public var name: String
         public var table: TableName
@@ -62,6 +69,7 @@ public struct AgentConfiguration: Sendable {
     public var index: Index = .sqlite(path: "tidemark.db")
     public var embedder = Embedder()
     public var pipeline = Pipeline()
+    public var backfill = Backfill()
     /// Sorted by name.
     public var entities: [Entity]
 

@@ -21,6 +21,7 @@ public struct ConfigurationLoader: Sendable {
         "index": ["kind", "path"],
         "embedder": ["kind"],
         "pipeline": ["batch_size", "batch_bytes", "batch_delay"],
+        "backfill": ["max_concurrent", "chunk_duration"],
     ]
     static let entityKeys: Set<String> = ["table", "content", "metadata", "key"]
 
@@ -48,7 +49,7 @@ public struct ConfigurationLoader: Sendable {
                 throw SyncError(.configuration, "\(origin) is not valid YAML: \(error)")
             }
             guard let mapping = loaded as? [String: Any] else {
-                throw SyncError(.configuration, "\(origin) must be a mapping with keys source, index, embedder, pipeline, entities")
+                throw SyncError(.configuration, "\(origin) must be a mapping with keys source, index, embedder, pipeline, backfill, entities")
             }
             root = mapping
         }
@@ -208,6 +209,13 @@ public struct ConfigurationLoader: Sendable {
             configuration.pipeline.batchBytes = bytes
         }
         if let delay = try duration(pipelineMap, "pipeline.batch_delay", "batch_delay") { configuration.pipeline.batchDelay = delay }
+
+        let backfillMap = root["backfill"] as? [String: Any] ?? [:]
+        if let concurrent = try integer(backfillMap, "backfill.max_concurrent", "max_concurrent") {
+            guard concurrent > 0 else { throw SyncError(.configuration, "backfill.max_concurrent must be positive") }
+            configuration.backfill.maxConcurrent = concurrent
+        }
+        if let chunk = try duration(backfillMap, "backfill.chunk_duration", "chunk_duration") { configuration.backfill.chunkDuration = chunk }
         return configuration
     }
 

@@ -58,7 +58,8 @@ public enum EntityResolver {
             let booleans = Set(table.columns.filter { $0.typeOID == 16 }.map(\.name))
             mappings.append(EntityMapping(
                 name: entity.name, table: entity.table, keyColumns: keyColumns, template: template,
-                metadataColumns: entity.metadata, booleanColumns: booleans))
+                metadataColumns: entity.metadata, booleanColumns: booleans,
+                keyTypes: keyColumns.map { name in table.columns.first { $0.name == name }?.type ?? "text" }))
         }
         return mappings
     }

@@ -30,8 +30,11 @@ struct PendingBatch {
     private(set) var startedAt: ContinuousClock.Instant?
     /// Commit times (µs since 2000-01-01) of the transactions whose last change is in this batch.
     var commitTimes: [Int64] = []
+    /// Backfill job progress to write with this batch, and the chunks it completes.
+    var jobs: [JobRecord] = []
+    var chunkTokens: [String] = []
 
-    var isEmpty: Bool { entries.isEmpty && truncates.isEmpty && checkpoint == nil }
+    var isEmpty: Bool { entries.isEmpty && truncates.isEmpty && checkpoint == nil && jobs.isEmpty && chunkTokens.isEmpty }
 
     private mutating func touch(_ size: Int) {
         changeCount += 1

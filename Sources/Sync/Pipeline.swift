@@ -67,6 +67,8 @@ public final class Pipeline: Sendable {
     private let pending = Mutex(PendingBatch())
     private let counters = Mutex(Statistics())
     private let onDurable: @Sendable (LSN) -> Void
+    /// Set while backfills run: watermark chunks join the stream here.
+    let coordinator: BackfillCoordinator?
     private let applyQueue = BoundedQueue<PreparedBatch>(capacity: 1)
     private let progress = Mutex(ApplyProgress())
 
@@ -76,6 +78,7 @@ public final class Pipeline: Sendable {
         var work: IndexBatch
         var checkpoint: LSN?
         var commitTimes: [Int64]
+        var chunkTokens: [String]
     }
 
     /// What the apply stage has done, and what it is waiting to do.
@@ -92,10 +95,20 @@ public final class Pipeline: Sendable {
 
     /// - Parameter onDurable: called with each checkpoint once the batch carrying it is committed
     ///   in the store, in order (the agent confirms the replication slot there).
-    public init(
+    public convenience init(
         configuration: Configuration, entities: [EntityMapping], embedder: any Embedder, store: any IndexStore,
         rowSource: RowSource?, logger: Logger, onDurable: @escaping @Sendable (LSN) -> Void = { _ in }
     ) {
+        self.init(
+            configuration: configuration, entities: entities, embedder: embedder, store: store, rowSource: rowSource,
+            logger: logger, coordinator: nil, onDurable: onDurable)
+    }
+
+    init(
+        configuration: Configuration, entities: [EntityMapping], embedder: any Embedder, store: any IndexStore,
+        rowSource: RowSource?, logger: Logger, coordinator: BackfillCoordinator?, onDurable: @escaping @Sendable (LSN) -> Void
+    ) {
+        self.coordinator = coordinator
         self.onDurable = onDurable
         self.configuration = configuration
         self.entitiesByTable = Dictionary(grouping: entities, by: \.table)
@@ -126,6 +139,11 @@ public final class Pipeline: Sendable {
                     }
                 case .message(let message):
                     batch.checkpoint = max(batch.checkpoint ?? .zero, message.lsn)
+                    if message.prefix == BackfillCoordinator.prefix, let coordinator,
+                        let (token, release) = coordinator.watermark(message.content), let release
+                    {
+                        addChunk(release, token: token, lsn: message.lsn, to: &batch)
+                    }
                 }
             }
         }
@@ -142,9 +160,31 @@ public final class Pipeline: Sendable {
         try await submitIfFull()
     }
 
+    /// Adds a backfill chunk released at its high watermark: its rows as upserts at that position.
+    private func addChunk(_ release: BackfillCoordinator.Release, token: String, lsn: LSN, to batch: inout PendingBatch) {
+        for row in release.rows {
+            let values = row.values.mapValues { $0.map(ColumnValue.text) ?? .null }
+            batch.upsert(.init(entity: release.entity, id: row.id), values: values, lsn: lsn)
+        }
+        for id in release.missing { batch.delete(.init(entity: release.entity, id: id), lsn: lsn) }
+        batch.jobs.append(release.job)
+        batch.chunkTokens.append(token)
+    }
+
     private func add(_ change: RowChange, to batch: inout PendingBatch) {
         guard let mappings = entitiesByTable[change.table] else { return }
+        let watching = coordinator?.isActive ?? false
         for entity in mappings {
+            if watching, let coordinator {
+                if change.operation == .truncate {
+                    coordinator.observeTruncate(xid: change.xid, entity: entity.name)
+                } else {
+                    coordinator.observe(xid: change.xid, entity: entity.name, id: id(of: change, key: change.key, entity: entity))
+                    if let oldKey = change.oldKey {
+                        coordinator.observe(xid: change.xid, entity: entity.name, id: id(of: change, key: oldKey, entity: entity))
+                    }
+                }
+            }
             switch change.operation {
             case .truncate:
                 batch.truncate(entity.name)
@@ -229,6 +269,7 @@ public final class Pipeline: Sendable {
                 if let checkpoint = prepared.checkpoint { $0.checkpoint = checkpoint }
             }
             if let checkpoint = prepared.checkpoint { onDurable(checkpoint) }
+            if !prepared.chunkTokens.isEmpty { coordinator?.applied(prepared.chunkTokens) }
             let ready = progress.withLock { progress -> [CheckedContinuation<Void, any Error>] in
                 progress.applied = prepared.sequence
                 // The store now holds this batch: overlay entries from it (and older) are redundant.
@@ -280,7 +321,9 @@ public final class Pipeline: Sendable {
             return sequence
         }
         do {
-            try await applyQueue.push(PreparedBatch(sequence: sequence, work: work, checkpoint: batch.checkpoint, commitTimes: batch.commitTimes))
+            try await applyQueue.push(PreparedBatch(
+                sequence: sequence, work: work, checkpoint: batch.checkpoint, commitTimes: batch.commitTimes,
+                chunkTokens: batch.chunkTokens))
         } catch {
             throw progress.withLock { $0.failure } ?? SyncError(.apply, "the pipeline is not running: feed it inside Pipeline.run")
         }
@@ -339,6 +382,7 @@ public final class Pipeline: Sendable {
     private func prepare(_ batch: PendingBatch) async throws -> IndexBatch {
         var work = IndexBatch()
         work.truncates = batch.truncates
+        work.jobs = batch.jobs
         let now = Date().timeIntervalSince1970
         var toEmbed: [(document: Document, index: Int)] = []
 

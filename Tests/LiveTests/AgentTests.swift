@@ -50,6 +50,7 @@ func withAgent(
         tasks.addTask { try await group.run() }
         do {
             let store = try Agent.openStore(configuration, logger: testLogger)
+            try await waitForLoaded(store, configuration.entities.map(\.name))
             try await body(agent, store)
         } catch {
             await group.triggerGracefulShutdown()
@@ -68,6 +69,24 @@ extension TestDatabase {
         configuration.index = .sqlite(path: indexPath)
         configuration.pipeline.batchDelay = .milliseconds(20)
         return configuration
+    }
+}
+
+/// Waits until every entity's backfill under the current slot has completed.
+func waitForLoaded(_ store: SQLiteIndexStore, _ entities: [String], timeout: Duration = .seconds(120), sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while true {
+        let incarnation = try await store.state("slot.incarnation")
+        var loaded = incarnation != nil
+        for entity in entities where loaded {
+            loaded = try await store.state("loaded.\(entity)") == incarnation
+        }
+        if loaded { return }
+        guard ContinuousClock.now < deadline else {
+            Issue.record("the entities were not loaded in time", sourceLocation: sourceLocation)
+            throw CancellationError()
+        }
+        try await Task.sleep(for: .milliseconds(50))
     }
 }
 

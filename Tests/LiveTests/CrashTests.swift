@@ -90,6 +90,7 @@ import Testing
             let store = try SQLiteIndexStore(configuration: .init(path: directory + "/index.db"), logger: testLogger)
             let beforeStart = try await store.state("checkpoint") ?? "none"
             try await waitForCheckpoint(store, target, timeout: .seconds(120))
+            try await waitForLoaded(store, ["item"])
             let reached = try await store.state("checkpoint") ?? "none"
             let running = agent.process.isRunning
             agent.kill(SIGTERM)

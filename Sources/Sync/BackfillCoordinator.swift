@@ -1,0 +1,216 @@
+import Capture
+import Foundation
+import Indexing
+import Postgres
+import Synchronization
+
+/// The meeting point of backfill workers and the pipeline for DBLog-style watermark chunks.
+///
+/// A worker registers a chunk, writes a low watermark (L) into the WAL, reads the chunk in its own
+/// short REPEATABLE READ transaction together with that transaction's snapshot, hands the rows here,
+/// and writes a high watermark (H). The pipeline, reading the stream in commit order, reports every
+/// changed key (``observe(xid:entity:id:)``), and the watermarks as they pass. At H the chunk is
+/// released without the rows that a transaction *invisible to the chunk's snapshot* changed before H:
+/// the stream already carries a newer version of those. The argument is in `Docs/backfill.md`.
+final class BackfillCoordinator: Sendable {
+    /// The prefix of watermark messages in the WAL.
+    static let prefix = "tidemark.watermark"
+
+    /// A transaction snapshot (`pg_current_snapshot()`): xids at or past `xmax`, and those in `xip`,
+    /// were not visible.
+    struct Snapshot: Sendable, Equatable {
+        var xmin: UInt64
+        var xmax: UInt64
+        var inProgress: Set<UInt64>
+
+        /// Parses `xmin:xmax:xip1,xip2`.
+        init?(_ text: String) {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 3, let xmin = UInt64(parts[0]), let xmax = UInt64(parts[1]) else { return nil }
+            self.xmin = xmin
+            self.xmax = xmax
+            inProgress = Set(parts[2].split(separator: ",").compactMap { UInt64($0) })
+        }
+
+        /// Whether the transaction with 32-bit id `xid` (as pgoutput reports it) was invisible.
+        /// The full id is rebuilt from the epoch of `xmax`; ids in the stream are recent.
+        func isInvisible(_ xid: UInt32) -> Bool {
+            var full = (xmax & ~0xFFFF_FFFF) | UInt64(xid)
+            if full > xmax &+ (1 << 31) && full >= (1 << 32) { full -= 1 << 32 }
+            return full >= xmax || inProgress.contains(full)
+        }
+    }
+
+    /// A chunk read by a worker, ready to be released at its high watermark.
+    struct ChunkData: Sendable {
+        var entity: String
+        /// Rows by document id, with the entity's select columns as text.
+        var rows: [(id: String, values: [String: String?])]
+        /// For `ids` jobs: ids asked for but not found (their documents are removed).
+        var missing: [String]
+        var snapshot: Snapshot
+        /// The job's progress once this chunk is durable.
+        var job: JobRecord
+    }
+
+    /// What the pipeline adds to its batch at a high watermark.
+    struct Release: Sendable {
+        var entity: String
+        var rows: [(id: String, values: [String: String?])]
+        var missing: [String]
+        var job: JobRecord
+        var dropped: Int
+    }
+
+    private struct Change {
+        var xid: UInt32
+        var entity: String
+        var id: String
+    }
+
+    private struct Chunk {
+        var entity: String
+        var data: ChunkData?
+        var windowOpen = false
+        /// Changes seen from shortly before L up to now.
+        var changes: [Change] = []
+        var waiter: CheckedContinuation<Void, any Error>?
+        var applied = false
+        /// Transactions that truncated the table while the chunk was open.
+        var truncatedBy: [UInt32] = []
+    }
+
+    private struct State {
+        var chunks: [String: Chunk] = [:]
+        /// The last changes of entities with a registered chunk (covers the moments just before L).
+        var recent: [Change] = []
+        var watched: [String: Int] = [:]
+    }
+
+    private let state = Mutex(State())
+    /// How many changes before a low watermark are kept for the visibility check.
+    let historyLength = 4_096
+
+    // MARK: - Worker side
+
+    func register(_ token: String, entity: String) {
+        state.withLock {
+            $0.chunks[token] = Chunk(entity: entity)
+            $0.watched[entity, default: 0] += 1
+        }
+    }
+
+    func provide(_ token: String, _ data: ChunkData) {
+        state.withLock { $0.chunks[token]?.data = data }
+    }
+
+    /// Waits until the batch carrying the chunk is durable.
+    func awaitApplied(_ token: String) async throws {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let done: Bool = state.withLock { state in
+                    guard let chunk = state.chunks[token] else { return true }
+                    if chunk.applied || Task.isCancelled { return true }
+                    state.chunks[token]?.waiter = continuation
+                    return false
+                }
+                if done {
+                    let applied = state.withLock { $0.chunks[token]?.applied ?? true }
+                    if applied { continuation.resume() } else { continuation.resume(throwing: CancellationError()) }
+                }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+                defer { state.chunks[token]?.waiter = nil }
+                return state.chunks[token]?.waiter
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
+        finish(token)
+    }
+
+    /// Forgets a chunk (done, failed or cancelled).
+    func finish(_ token: String) {
+        state.withLock { state in
+            guard let chunk = state.chunks.removeValue(forKey: token) else { return }
+            state.watched[chunk.entity, default: 1] -= 1
+            if state.watched[chunk.entity] ?? 0 <= 0 { state.watched[chunk.entity] = nil }
+            if state.watched.isEmpty { state.recent.removeAll() }
+        }
+    }
+
+    // MARK: - Pipeline side (called in stream order)
+
+    /// Whether any chunk is registered (a cheap check for the hot path).
+    var isActive: Bool { state.withLock { !$0.watched.isEmpty } }
+
+    /// Records that the stream changed `id` of `entity` in transaction `xid`.
+    func observe(xid: UInt32, entity: String, id: String) {
+        state.withLock { state in
+            guard state.watched[entity] != nil else { return }
+            let change = Change(xid: xid, entity: entity, id: id)
+            state.recent.append(change)
+            if state.recent.count > historyLength * 2 { state.recent.removeFirst(state.recent.count - historyLength) }
+            for token in state.chunks.keys where state.chunks[token]?.windowOpen == true && state.chunks[token]?.entity == entity {
+                state.chunks[token]?.changes.append(change)
+            }
+        }
+    }
+
+    /// Records a TRUNCATE of `entity` in transaction `xid`: every row of open chunks counts as changed.
+    func observeTruncate(xid: UInt32, entity: String) {
+        state.withLock { state in
+            for token in state.chunks.keys where state.chunks[token]?.entity == entity {
+                state.chunks[token]?.truncatedBy.append(xid)
+            }
+        }
+    }
+
+    /// A watermark passed in the stream. Returns the chunk to add to the batch at a high watermark.
+    func watermark(_ content: [UInt8]) -> (token: String, release: Release?)? {
+        let text = String(decoding: content, as: UTF8.self)
+        guard text.count > 2, let kind = text.first, text.dropFirst().first == "|" else { return nil }
+        let token = String(text.dropFirst(2))
+        return state.withLock { state -> (String, Release?)? in
+            guard var chunk = state.chunks[token] else { return nil }  // another run's watermark
+            switch kind {
+            case "L":
+                chunk.windowOpen = true
+                // Transactions committed just before L may still have been invisible to the chunk's
+                // snapshot: keep the recent ones for the check at H.
+                chunk.changes = state.recent.filter { $0.entity == chunk.entity }.suffix(historyLength)
+                state.chunks[token] = chunk
+                return (token, nil)
+            case "H":
+                guard let data = chunk.data, chunk.windowOpen else { return nil }
+                let stale = Set(chunk.changes.filter { data.snapshot.isInvisible($0.xid) }.map(\.id))
+                // A truncate the chunk's snapshot did not see removes every row the chunk read.
+                let truncated = chunk.truncatedBy.contains { data.snapshot.isInvisible($0) }
+                let rows = truncated ? [] : data.rows.filter { !stale.contains($0.id) }
+                let missing = truncated ? [] : data.missing.filter { !stale.contains($0) }
+                chunk.windowOpen = false
+                chunk.changes = []
+                state.chunks[token] = chunk
+                return (token, Release(entity: data.entity, rows: rows, missing: missing, job: data.job, dropped: data.rows.count - rows.count))
+            default:
+                return nil
+            }
+        }
+    }
+
+    /// The batches carrying these chunks are durable.
+    func applied(_ tokens: [String]) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+            var waiters: [CheckedContinuation<Void, any Error>] = []
+            for token in tokens {
+                state.chunks[token]?.applied = true
+                if let waiter = state.chunks[token]?.waiter {
+                    waiters.append(waiter)
+                    state.chunks[token]?.waiter = nil
+                }
+            }
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}

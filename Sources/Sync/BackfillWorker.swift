@@ -1,0 +1,213 @@
+import Capture
+import Foundation
+import Indexing
+import Logging
+import Postgres
+
+/// Runs one backfill job: reads the entity's rows in key order, chunk by chunk, each chunk in its own
+/// short transaction between two watermarks, and waits for each chunk to be durable before the next.
+///
+/// Never locks a table and never holds a transaction longer than one chunk; memory is bounded by
+/// the chunk size, which adapts to ``Configuration/targetChunkDuration``. A job interrupted by a
+/// crash resumes after its last durable chunk (its cursor).
+struct BackfillWorker: Sendable {
+    struct Configuration: Sendable {
+        /// How long one chunk's read should take. Default 250 ms.
+        var targetChunkDuration: Duration = .milliseconds(250)
+        var minimumChunkSize = 100
+        var maximumChunkSize = 20_000
+        /// How often a paused job checks whether it was resumed. Default 500 ms.
+        var pollInterval: Duration = .milliseconds(500)
+    }
+
+    let configuration: Configuration
+    let entity: EntityMapping
+    let sourceURL: String
+    let store: SQLiteIndexStore
+    let coordinator: BackfillCoordinator
+    let runID: String
+    let logger: Logger
+
+    /// Runs until the job completes, is cancelled, or fails. Returns the final record.
+    func run(_ start: JobRecord) async throws -> JobRecord {
+        let connection = try await PostgresConnection.connect(sourceURL, applicationName: "tidemark-backfill", logger: logger)
+        do {
+            let job = try await run(start, connection)
+            await connection.close()
+            return job
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+
+    private func run(_ start: JobRecord, _ connection: PostgresConnection) async throws -> JobRecord {
+        var job = start
+        if job.startedAt == nil { job.startedAt = Date().timeIntervalSince1970 }
+        job.status = .running
+        job.lastError = nil
+        if job.estimatedTotal == 0 { job.estimatedTotal = try await estimate(job, connection) }
+        if job.sweepBefore == nil && job.kind == .backfill, let lsn = try await currentLSN(connection) {
+            job.sweepBefore = lsn
+        }
+        try await store.saveJob(job)
+        var chunkSize = max(configuration.minimumChunkSize, job.chunkSize)
+        var chunkNumber = 0
+        while true {
+            // Obey the operator between chunks.
+            switch try await store.job(job.id)?.control ?? .run {
+            case .cancel:
+                job.status = .cancelled
+                job.finishedAt = Date().timeIntervalSince1970
+                try await store.saveJob(job)
+                return job
+            case .pause:
+                if job.status != .paused {
+                    job.status = .paused
+                    try await store.saveJob(job)
+                }
+                try await Task.sleep(for: configuration.pollInterval)
+                continue
+            case .run:
+                if job.status != .running {
+                    job.status = .running
+                    try await store.saveJob(job)
+                }
+            }
+
+            chunkNumber += 1
+            let token = "\(runID).\(job.id).\(chunkNumber)"
+            coordinator.register(token, entity: entity.name)
+            do {
+                try await emit("L|\(token)", connection)
+                let started = ContinuousClock.now
+                let read = try await readChunk(job, size: chunkSize, connection)
+                let elapsed = ContinuousClock.now - started
+                var next = job
+                next.chunks += 1
+                next.chunkSize = chunkSize
+                next.processed += read.rows.count + read.missing.count
+                if let cursor = read.cursor { next.cursor = cursor }
+                if job.kind == .ids { next.ids = read.remainingIDs }
+                let seconds = max(0.001, Date().timeIntervalSince1970 - (next.startedAt ?? Date().timeIntervalSince1970))
+                next.rate = Double(next.processed) / seconds
+                next.estimatedTotal = max(next.estimatedTotal, next.processed)
+                coordinator.provide(token, .init(entity: entity.name, rows: read.rows, missing: read.missing, snapshot: read.snapshot, job: next))
+                try await emit("H|\(token)", connection)
+                try await coordinator.awaitApplied(token)
+                job = next
+                // Aim the next chunk at the target duration.
+                let ratio = configuration.targetChunkDuration / max(elapsed, .milliseconds(1))
+                chunkSize = min(configuration.maximumChunkSize, max(configuration.minimumChunkSize, Int(Double(chunkSize) * min(2, max(0.5, ratio)))))
+                if read.isLast { break }
+            } catch {
+                coordinator.finish(token)
+                throw error
+            }
+        }
+        job.status = .completed
+        job.finishedAt = Date().timeIntervalSince1970
+        job.failed = try await store.deadLetterCount(entity: entity.name, since: job.sweepBefore ?? .zero)
+        job.succeeded = max(0, job.processed - job.failed)
+        var batch = IndexBatch()
+        if let sweep = job.sweepBefore, job.kind == .backfill { batch.sweepBefore[entity.name] = sweep }
+        batch.jobs = [job]
+        try await store.apply(batch, state: [:])
+        logger.info("backfill completed", metadata: ["job.id": "\(job.id)", "entity": "\(entity.name)", "rows": "\(job.processed)"])
+        return job
+    }
+
+    // MARK: - Reading
+
+    struct Chunk {
+        var rows: [(id: String, values: [String: String?])]
+        var missing: [String]
+        var snapshot: BackfillCoordinator.Snapshot
+        var cursor: [String?]?
+        var remainingIDs: [String]?
+        var isLast: Bool
+    }
+
+    private func readChunk(_ job: JobRecord, size: Int, _ connection: PostgresConnection) async throws -> Chunk {
+        let columns = entity.selectColumns
+        let list = columns.map(PostgresConnection.quoteIdentifier).joined(separator: ", ")
+        let keys = entity.keyColumns.map(PostgresConnection.quoteIdentifier)
+        let keyTuple = "(" + keys.joined(separator: ", ") + ")"
+        var sql = "SELECT \(list) FROM \(entity.table.quoted)"
+        var parameters: [String?] = []
+        var wanted: [String] = []
+        switch job.kind {
+        case .backfill:
+            if let cursor = job.cursor, cursor.count == keys.count {
+                let placeholders = cursor.indices.map { index in
+                    "$\(index + 1)" + (index < entity.keyTypes.count ? "::\(entity.keyTypes[index])" : "")
+                }
+                sql += " WHERE \(keyTuple) > (\(placeholders.joined(separator: ", ")))"
+                parameters = cursor
+            }
+            sql += " ORDER BY \(keys.joined(separator: ", ")) LIMIT \(size)"
+        case .ids:
+            wanted = Array((job.ids ?? []).prefix(size))
+            var conditions: [String] = []
+            for id in wanted {
+                guard let key = DocumentID.parse(id, keyCount: keys.count) else { continue }
+                let placeholders = key.indices.map { index in
+                    "$\(parameters.count + index + 1)" + (index < entity.keyTypes.count ? "::\(entity.keyTypes[index])" : "")
+                }
+                conditions.append("\(keyTuple) = (\(placeholders.joined(separator: ", ")))")
+                parameters += key
+            }
+            sql += conditions.isEmpty ? " WHERE false" : " WHERE " + conditions.joined(separator: " OR ")
+        }
+        // One short transaction per chunk; its snapshot decides which stream changes supersede rows.
+        try await connection.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        let result: QueryResult
+        let snapshotText: String?
+        do {
+            snapshotText = try await connection.query("SELECT pg_current_snapshot()::text").rows.first?.first ?? nil
+            result = try await connection.query(sql, parameters)
+            try await connection.simpleQuery("COMMIT")
+        } catch {
+            _ = try? await connection.simpleQuery("ROLLBACK")
+            throw error
+        }
+        guard let snapshotText, let snapshot = BackfillCoordinator.Snapshot(snapshotText) else {
+            throw SyncError(.initialLoad, "the server returned no transaction snapshot for a backfill chunk")
+        }
+        let keyPositions = entity.keyColumns.compactMap { columns.firstIndex(of: $0) }
+        var rows: [(id: String, values: [String: String?])] = []
+        rows.reserveCapacity(result.rows.count)
+        for row in result.rows {
+            var values: [String: String?] = [:]
+            for (index, column) in columns.enumerated() { values[column] = row[index] }
+            rows.append((DocumentID.make(keyPositions.map { row[$0] }), values))
+        }
+        switch job.kind {
+        case .backfill:
+            let last = result.rows.last.map { row in keyPositions.map { row[$0] } }
+            return Chunk(rows: rows, missing: [], snapshot: snapshot, cursor: last, remainingIDs: nil, isLast: result.rows.count < size)
+        case .ids:
+            let found = Set(rows.map(\.id))
+            let remaining = Array((job.ids ?? []).dropFirst(wanted.count))
+            return Chunk(
+                rows: rows, missing: wanted.filter { !found.contains($0) }, snapshot: snapshot, cursor: nil,
+                remainingIDs: remaining, isLast: remaining.isEmpty)
+        }
+    }
+
+    private func emit(_ content: String, _ connection: PostgresConnection) async throws {
+        _ = try await connection.query(
+            "SELECT pg_logical_emit_message(false, $1, $2)::text", [BackfillCoordinator.prefix, content])
+    }
+
+    private func currentLSN(_ connection: PostgresConnection) async throws -> LSN? {
+        try await connection.query("SELECT pg_current_wal_insert_lsn()::text").rows.first?.first.flatMap { $0.flatMap { LSN($0) } }
+    }
+
+    private func estimate(_ job: JobRecord, _ connection: PostgresConnection) async throws -> Int {
+        if job.kind == .ids { return job.ids?.count ?? 0 }
+        let rows = try await connection.query(
+            "SELECT GREATEST(reltuples, 0)::bigint::text FROM pg_class WHERE oid = $1::regclass", [entity.table.quoted])
+        return Int(rows.rows.first?.first.flatMap { $0 } ?? "0") ?? 0
+    }
+}
