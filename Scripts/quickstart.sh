@@ -49,9 +49,9 @@ step "Running the agent (initial load, then streaming)"
 "$TIDEMARK" run --config .quickstart/tidemark.yml --log-level notice >.quickstart/agent.log 2>&1 &
 AGENT=$!
 trap 'kill -TERM $AGENT 2>/dev/null || true' EXIT
-# The checkpoint appears once the initial load has committed.
+# Streaming starts at once; the existing rows arrive through one backfill job per entity.
 for _ in $(seq 1 240); do
-    if "$TIDEMARK" status --config .quickstart/tidemark.yml --log-level error 2>/dev/null | grep -q '^checkpoint:   [0-9A-F]*/'; then break; fi
+    if [ "$("$TIDEMARK" status --config .quickstart/tidemark.yml --log-level error 2>/dev/null | grep -c '(loaded)')" = 2 ]; then break; fi
     if ! kill -0 $AGENT 2>/dev/null; then cat .quickstart/agent.log; exit 1; fi
     sleep 0.5
 done

@@ -83,6 +83,12 @@ struct BackfillWorker: Sendable {
                 let started = ContinuousClock.now
                 let read = try await readChunk(job, size: chunkSize, connection)
                 let elapsed = ContinuousClock.now - started
+                logger.info(
+                    "backfill chunk read",
+                    metadata: [
+                        "job.id": "\(job.id)", "chunk.rows": "\(read.rows.count + read.missing.count)",
+                        "chunk.size": "\(chunkSize)", "chunk.ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+                    ])
                 var next = job
                 next.chunks += 1
                 next.chunkSize = chunkSize

@@ -20,8 +20,18 @@ struct StatusCommand: AsyncParsableCommand {
             let store = try Agent.openStore(configuration, logger: logger)
             if case .sqlite(let path) = configuration.index { print("index:        \(path) (sqlite)") }
             print("checkpoint:   \(try await store.state("checkpoint") ?? "none (not loaded yet)")")
+            let incarnation = try await store.state("slot.incarnation")
+            let jobs = try await store.jobs()
             for entity in configuration.entities {
-                print("entity:       \(entity.name) ← \(entity.table): \(try await store.count(entity: entity.name)) documents")
+                let loadedUnder = try await store.state("loaded.\(entity.name)")
+                let loaded = incarnation != nil && loadedUnder == incarnation
+                var line = "entity:       \(entity.name) ← \(entity.table): \(try await store.count(entity: entity.name)) documents"
+                if let job = jobs.first(where: { $0.entity == entity.name && $0.status.isActive }) {
+                    line += " — backfilling: \(JobProgress.summary(job))"
+                } else {
+                    line += loaded ? " (loaded)" : " (not loaded yet)"
+                }
+                print(line)
             }
             print("dead letters: \(try await store.deadLetters(entity: nil).count)")
             let connection = try await PostgresConnection.connect(configuration.source.url, logger: logger)

@@ -41,7 +41,7 @@ final class CountingEmbedder: Embedder {
 
 /// Runs an agent in a service group until `body` returns, then shuts it down gracefully.
 func withAgent(
-    _ configuration: AgentConfiguration, embedder: (any Embedder)? = nil,
+    _ configuration: AgentConfiguration, embedder: (any Embedder)? = nil, waitForLoad: Bool = true,
     _ body: (Agent, SQLiteIndexStore) async throws -> Void
 ) async throws {
     let agent = Agent(configuration: configuration, logger: testLogger, embedder: embedder)
@@ -50,7 +50,7 @@ func withAgent(
         tasks.addTask { try await group.run() }
         do {
             let store = try Agent.openStore(configuration, logger: testLogger)
-            try await waitForLoaded(store, configuration.entities.map(\.name))
+            if waitForLoad { try await waitForLoaded(store, configuration.entities.map(\.name)) }
             try await body(agent, store)
         } catch {
             await group.triggerGracefulShutdown()

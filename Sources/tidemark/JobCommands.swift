@@ -1,0 +1,236 @@
+import ArgumentParser
+import Capture
+import Foundation
+import Indexing
+import Postgres
+import Sync
+
+/// `tidemark backfill`: queue a backfill (all rows, or some ids) and follow its progress.
+struct BackfillCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backfill",
+        abstract: "Re-index an entity (or some of its ids) while the agent keeps streaming; shows progress until done.",
+        discussion: "The running agent (tidemark run) executes the job; this command queues it and follows it."
+    )
+
+    @OptionGroup var options: ConfigOptions
+
+    @Argument(help: "Entity to backfill.")
+    var entity: String
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Only these document ids (the key's text; composite keys as JSON arrays).")
+    var ids: [String] = []
+
+    @Flag(name: .long, help: "Print rows, estimated tokens and embedding calls; write nothing.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "Queue the job and return at once.")
+    var noWait = false
+
+    func run() async throws {
+        let configuration = options.load()
+        let logger = options.makeLogger()
+        guard configuration.entities.contains(where: { $0.name == entity }) else {
+            fail("unknown entity '\(entity)'; configured: \(configuration.entities.map(\.name).joined(separator: ", "))")
+        }
+        do {
+            if dryRun {
+                let connection = try await PostgresConnection.connect(configuration.source.url, logger: logger)
+                let entities = try await Agent.resolveEntities(configuration, on: connection, logger: logger)
+                guard let mapping = entities.first(where: { $0.name == entity }) else { fail("unknown entity '\(entity)'") }
+                let estimate = try await DryRun.estimate(mapping, ids: ids, embedder: Agent.makeEmbedder(configuration), on: connection)
+                await connection.close()
+                print("entity:               \(entity) ← \(mapping.table)")
+                print("rows:                 \(estimate.rows)\(ids.isEmpty ? "" : " of \(ids.count) ids")")
+                print("estimated tokens:     \(estimate.tokens) (≈ characters / 4, from a sample of \(estimate.sampled) rows)")
+                print("embedding calls:      at most \(estimate.calls) of \(estimate.batchSize) texts; unchanged documents cost none")
+                print("nothing was written")
+                return
+            }
+            let store = try Agent.openStore(configuration, logger: logger)
+            var job = JobRecord(id: JobRecord.newID(), entity: entity, kind: ids.isEmpty ? .backfill : .ids)
+            if !ids.isEmpty {
+                job.ids = ids
+                job.estimatedTotal = ids.count
+            }
+            try await store.saveJob(job)
+            print("queued \(job.id) (\(ids.isEmpty ? "all rows" : "\(ids.count) ids") of \(entity)); the running agent executes it")
+            if noWait { return }
+            let final = try await JobProgress.follow(job.id, store: store)
+            print("\(final.id) \(final.status.rawValue): \(final.processed) rows, \(final.failed) failed\(final.lastError.map { ", last error: \($0)" } ?? "")")
+            if final.status != .completed { throw ExitCode(1) }
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+/// `tidemark jobs`: the backfill jobs, newest first.
+struct JobsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "jobs", abstract: "List backfill jobs with their progress.")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Option(name: .long, help: "Only this entity.")
+    var entity: String?
+
+    @Flag(name: .long, help: "Print JSON lines.")
+    var json = false
+
+    func run() async throws {
+        let configuration = options.load()
+        let logger = options.makeLogger()
+        do {
+            let store = try Agent.openStore(configuration, logger: logger)
+            let jobs = try await store.jobs(entity: entity)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                for job in jobs { print(String(decoding: try encoder.encode(job), as: UTF8.self)) }
+                return
+            }
+            if jobs.isEmpty { print("no jobs") }
+            for job in jobs { print(JobProgress.summary(job)) }
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+/// `tidemark job ID [action]`: one job, or pause / resume / cancel / retry-failed.
+struct JobCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "job", abstract: "Show a job, or pause, resume, cancel it, or retry its failed rows.")
+
+    enum Action: String, ExpressibleByArgument, CaseIterable {
+        case show, pause, resume, cancel
+        case retryFailed = "retry-failed"
+    }
+
+    @OptionGroup var options: ConfigOptions
+
+    @Argument(help: "Job id (from tidemark jobs).")
+    var id: String
+
+    @Argument(help: "show, pause, resume, cancel or retry-failed.")
+    var action: Action = .show
+
+    func run() async throws {
+        let configuration = options.load()
+        let logger = options.makeLogger()
+        do {
+            let store = try Agent.openStore(configuration, logger: logger)
+            guard let job = try await store.job(id) else { fail("no job \(id); see tidemark jobs") }
+            switch action {
+            case .show:
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+                print(String(decoding: try encoder.encode(job), as: UTF8.self))
+            case .pause, .resume, .cancel:
+                guard job.status.isActive else { fail("\(id) is \(job.status.rawValue); only queued, running or paused jobs can be changed") }
+                let control: JobRecord.Control = action == .pause ? .pause : action == .cancel ? .cancel : .run
+                _ = try await store.setJobControl(id, control)
+                print("\(id): \(action.rawValue) requested; the agent applies it before its next chunk")
+            case .retryFailed:
+                let letters = try await store.deadLetters(entity: job.entity).filter { $0.lsn >= (job.sweepBefore ?? .zero) }
+                guard !letters.isEmpty else {
+                    print("\(id) has no failed rows")
+                    return
+                }
+                var retry = JobRecord(id: JobRecord.newID(), entity: job.entity, kind: .ids)
+                retry.ids = letters.map(\.id)
+                retry.estimatedTotal = letters.count
+                try await store.saveJob(retry)
+                print("queued \(retry.id) to retry \(letters.count) failed rows of \(id)")
+            }
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+/// Progress display for jobs.
+enum JobProgress {
+    static func summary(_ job: JobRecord) -> String {
+        let percent = job.estimatedTotal > 0 ? min(100, job.processed * 100 / job.estimatedTotal) : (job.status == .completed ? 100 : 0)
+        var text = "\(job.id)  \(job.entity)  \(job.kind.rawValue)  \(job.status.rawValue)  \(percent)%  \(job.processed)/\(job.estimatedTotal) rows"
+        if job.rate > 0 { text += String(format: "  %.0f rows/s", job.rate) }
+        if let eta = job.eta { text += "  ETA \(duration(eta))" }
+        if job.failed > 0 { text += "  \(job.failed) failed" }
+        if let error = job.lastError { text += "  last error: \(error)" }
+        return text
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let total = Int(seconds.rounded())
+        return total >= 3600 ? String(format: "%d:%02d:%02d", total / 3600, total / 60 % 60, total % 60) : String(format: "%d:%02d", total / 60, total % 60)
+    }
+
+    static func bar(_ job: JobRecord, width: Int = 30) -> String {
+        let fraction = job.estimatedTotal > 0 ? min(1, Double(job.processed) / Double(job.estimatedTotal)) : 0
+        let filled = Int(fraction * Double(width))
+        var line = "\(job.entity) [" + String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled) + "]"
+        line += String(format: " %3.0f%%  %d/%d rows", fraction * 100, job.processed, job.estimatedTotal)
+        if job.rate > 0 { line += String(format: "  %.0f rows/s", job.rate) }
+        if let eta = job.eta { line += "  ETA \(duration(eta))" }
+        if job.status == .paused { line += "  (paused)" }
+        return line
+    }
+
+    /// Polls the job until it ends; on a terminal draws a progress bar, otherwise prints a line now and then.
+    static func follow(_ id: String, store: SQLiteIndexStore) async throws -> JobRecord {
+        let terminal = isatty(STDERR_FILENO) == 1
+        var lastPrinted = ContinuousClock.now - .seconds(60)
+        while true {
+            guard let job = try await store.job(id) else { throw ValidationError("job \(id) disappeared") }
+            if terminal {
+                FileHandle.standardError.write(Data(("\r\u{1B}[2K" + bar(job)).utf8))
+            } else if ContinuousClock.now - lastPrinted >= .seconds(5) {
+                FileHandle.standardError.write(Data((summary(job) + "\n").utf8))
+                lastPrinted = .now
+            }
+            if !job.status.isActive {
+                if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+                return job
+            }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+    }
+}
+
+/// What a backfill would cost, without writing anything.
+enum DryRun {
+    struct Estimate {
+        var rows: Int
+        var tokens: Int
+        var sampled: Int
+        var calls: Int
+        var batchSize: Int
+    }
+
+    static func estimate(_ entity: EntityMapping, ids: [String], embedder: any Embedder, on connection: PostgresConnection) async throws -> Estimate {
+        let columns = entity.selectColumns.map(PostgresConnection.quoteIdentifier).joined(separator: ", ")
+        let rows: Int
+        if ids.isEmpty {
+            let counted = try await connection.query("SELECT count(*)::text FROM \(entity.table.quoted)").rows.first?.first ?? nil
+            rows = Int(counted ?? "0") ?? 0
+        } else {
+            rows = ids.count
+        }
+        let sample = try await connection.query("SELECT \(columns) FROM \(entity.table.quoted) LIMIT 1000")
+        var characters = 0
+        for row in sample.rows {
+            var values: [String: String?] = [:]
+            for (index, column) in entity.selectColumns.enumerated() { values[column] = row[index] }
+            let document = try? entity.document(id: "sample", values: values, lsn: .zero)
+            characters += document?.content.count ?? 0
+        }
+        let perRow = sample.rows.isEmpty ? 0 : Double(characters) / Double(sample.rows.count)
+        let batch = max(1, embedder.maxBatchSize)
+        return Estimate(
+            rows: rows, tokens: Int((perRow / 4 * Double(rows)).rounded(.up)), sampled: sample.rows.count,
+            calls: (rows + batch - 1) / batch, batchSize: batch)
+    }
+}

@@ -1,0 +1,218 @@
+import Capture
+import Foundation
+import Indexing
+import Postgres
+import Synchronization
+import Testing
+
+@testable import Sync
+
+@Suite(.serialized) struct BackfillTests {
+    /// Renders the source through the template and compares it with the index: missing, extra, stale.
+    static func compare(_ db: TestDatabase, _ store: SQLiteIndexStore, entity: String, template: String, sql: String) async throws -> (missing: Int, extra: Int, stale: Int, rows: Int) {
+        let contentTemplate = try ContentTemplate(template)
+        let rows = try await db.connection.query(sql)
+        var expected: [String: String] = [:]
+        for row in rows.rows {
+            var values: [String: String?] = [:]
+            for (index, column) in rows.columns.enumerated() { values[column.name] = row[index] }
+            expected[row[0] ?? ""] = contentTemplate.render(values)
+        }
+        var exported: [String: String] = [:]
+        var after: String?
+        while true {
+            let page = try await store.export(entity: entity, after: after, limit: 5_000)
+            if page.isEmpty { break }
+            for document in page { exported[document.id] = document.content }
+            after = page.last?.id
+        }
+        let missing = expected.keys.filter { exported[$0] == nil }.count
+        let extra = exported.keys.filter { expected[$0] == nil }.count
+        let stale = expected.filter { id, content in exported[id].map { $0 != content } ?? false }.count
+        return (missing, extra, stale, expected.count)
+    }
+
+    @Test(arguments: LiveServer.all)
+    func backfillUnderAHeavyWorkloadEqualsTheSourceAndHoldsNoLongTransactions(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            let rows = 200_000
+            try await db.exec("""
+                CREATE TABLE items (id int PRIMARY KEY, title text NOT NULL, body text);
+                INSERT INTO items SELECT g, 'item ' || g, 'body ' || g FROM generate_series(1, \(rows)) g;
+                ANALYZE items;
+                """)
+            var configuration = db.agentConfiguration(entities: [.init(name: "item", table: TableName(schema: "public", name: "items"), content: "{{title}}: {{body}}")])
+            configuration.backfill.chunkDuration = .milliseconds(100)
+            let stop = Shared(false)
+            let longest = Shared(0.0)
+            try await withAgent(configuration, waitForLoad: false) { _, store in
+                // A workload on the same table while the initial backfill runs.
+                let workload = Task {
+                    var random = SplitMix64(seed: 99)
+                    let connection = try await PostgresConnection.connect(db.url, logger: testLogger)
+                    var nextID = rows + 1
+                    var operations = 0
+                    while !stop.value.withLock({ $0 }) {
+                        let id = Int(random.next() % UInt64(rows)) + 1
+                        switch random.next() % 4 {
+                        case 0:
+                            try await connection.query("INSERT INTO items VALUES ($1::int, 'fresh ' || $1::text, 'new')", [String(nextID)])
+                            nextID += 1
+                        case 1:
+                            try await connection.query("DELETE FROM items WHERE id = $1", [String(id)])
+                        default:
+                            try await connection.query("UPDATE items SET title = 'updated ' || $1::text || ' ' || $2 WHERE id = $1::int", [String(id), String(operations)])
+                        }
+                        operations += 1
+                    }
+                    await connection.close()
+                    return operations
+                }
+                // Watch the agent's sessions: no transaction may stay open longer than a chunk.
+                let watcher = Task {
+                    let connection = try await PostgresConnection.connect(db.url, logger: testLogger)
+                    while !stop.value.withLock({ $0 }) {
+                        let age = try await connection.query("""
+                            SELECT coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0)::text FROM pg_stat_activity
+                             WHERE datname = current_database() AND application_name LIKE 'tidemark%' AND pid <> pg_backend_pid()
+                            """).rows.first?.first.flatMap { $0.flatMap(Double.init) } ?? 0
+                        longest.value.withLock { $0 = max($0, age) }
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    await connection.close()
+                }
+                try await waitForLoaded(store, ["item"], timeout: .seconds(300))
+                stop.value.withLock { $0 = true }
+                let operations = try await workload.value
+                try await watcher.value
+                try await db.exec("UPDATE items SET body = body WHERE id = (SELECT min(id) FROM items)")
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                let result = try await Self.compare(db, store, entity: "item", template: "{{title}}: {{body}}", sql: "SELECT id::text, title, body FROM items")
+                #expect(operations > 1_000, "the workload ran during the backfill (\(operations) operations)")
+                #expect(result.rows >= rows - operations)
+                #expect(result.missing == 0 && result.extra == 0 && result.stale == 0, "\(result)")
+                #expect(longest.value.withLock { $0 } < 2.0, "longest agent transaction: \(longest.value.withLock { $0 }) s")
+                let job = try #require(try await store.jobs(entity: "item").first)
+                #expect(job.status == .completed && job.chunks > 10)
+            }
+        }
+    }
+
+    @Test(arguments: LiveServer.first)
+    func sigkillMidBackfillResumesAtTheLastChunk(server: LiveServer) async throws {
+        let binary = try #require(TidemarkBinary.path, "build the tidemark executable first (swift build)")
+        try await withDatabase(on: server) { db in
+            try await db.exec("""
+                CREATE TABLE items (id int PRIMARY KEY, title text NOT NULL);
+                INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100000) g;
+                ANALYZE items;
+                """)
+            let directory = NSTemporaryDirectory() + "tidemark-resume-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let configPath = directory + "/tidemark.yml"
+            try """
+                source: { url: "\(db.url)", slot: \(db.name), heartbeat_interval: 200ms }
+                index: { kind: sqlite, path: "\(directory)/index.db" }
+                backfill: { chunk_duration: 50ms }
+                entities:
+                  item: { table: public.items, content: "{{title}}" }
+                """.write(toFile: configPath, atomically: true, encoding: .utf8)
+            let store = try SQLiteIndexStore(configuration: .init(path: directory + "/index.db"), logger: testLogger)
+
+            let first = try AgentProcess(binary: binary, config: configPath, log: directory + "/first.log", level: "info")
+            var before: JobRecord?
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                if let job = try await store.jobs(entity: "item").first, job.processed >= 20_000 { before = job; break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            first.kill(SIGKILL)
+            _ = first.wait()
+            let atKill = try #require(try await store.jobs(entity: "item").first)
+            #expect(before != nil && atKill.processed < 100_000, "killed mid-backfill at \(atKill.processed) rows")
+
+            let second = try AgentProcess(binary: binary, config: configPath, log: directory + "/second.log", level: "info")
+            try await waitForLoaded(store, ["item"])
+            second.kill(SIGTERM)
+            #expect(second.wait() == 0)
+
+            // Rows read in both runs, from the agent's own chunk log lines.
+            func chunks(_ file: String) -> [(rows: Int, size: Int)] {
+                let log = (try? String(contentsOfFile: directory + "/" + file, encoding: .utf8)) ?? ""
+                return log.split(separator: "\n").filter { $0.contains("backfill chunk read") }.compactMap { line in
+                    func value(_ key: String) -> Int? {
+                        guard let range = line.range(of: key + "=") else { return nil }
+                        return Int(line[range.upperBound...].prefix { $0.isNumber })
+                    }
+                    guard let rows = value("chunk.rows"), let size = value("chunk.size") else { return nil }
+                    return (rows, size)
+                }
+            }
+            let firstRun = chunks("first.log")
+            let secondRun = chunks("second.log")
+            let readAgain = firstRun.map(\.rows).reduce(0, +) + secondRun.map(\.rows).reduce(0, +) - 100_000
+            let largestChunk = (firstRun + secondRun).map(\.size).max() ?? 0
+            #expect(!firstRun.isEmpty && !secondRun.isEmpty)
+            #expect(readAgain >= 0 && readAgain <= 2 * largestChunk, "read again: \(readAgain) rows; largest chunk \(largestChunk)")
+            let job = try #require(try await store.jobs(entity: "item").first)
+            #expect(job.id == atKill.id && job.status == .completed, "the same job resumed and completed")
+            #expect(try await store.count(entity: "item") == 100_000)
+        }
+    }
+
+    @Test(arguments: LiveServer.first)
+    func targetedIdsPauseResumeAndCancel(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await db.exec("""
+                CREATE TABLE items (id int PRIMARY KEY, title text NOT NULL);
+                INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 50000) g;
+                """)
+            var configuration = db.agentConfiguration(entities: [.init(name: "item", table: TableName(schema: "public", name: "items"), content: "{{title}}")])
+            configuration.backfill.chunkDuration = .milliseconds(20)
+            try await withAgent(configuration) { _, store in
+                // Documents go stale behind the agent's back; a targeted backfill repairs exactly those.
+                var stale = IndexBatch()
+                stale.deletes = ["item": ["7", "8"]]
+                try await store.apply(stale, state: [:])
+                var job = JobRecord(id: JobRecord.newID(), entity: "item", kind: .ids)
+                job.ids = ["7", "8", "999999"]
+                try await store.saveJob(job)
+                try await waitForJob(store, job.id, .completed)
+                #expect(try await store.count(entity: "item") == 50_000)
+
+                // A full backfill can be paused, resumed and cancelled.
+                let full = JobRecord(id: JobRecord.newID(), entity: "item", kind: .backfill)
+                try await store.saveJob(full)
+                _ = try await store.setJobControl(full.id, .pause)
+                try await waitForJob(store, full.id, .paused)
+                let pausedAt = try await store.job(full.id)?.processed ?? -1
+                try await Task.sleep(for: .milliseconds(600))
+                #expect(try await store.job(full.id)?.processed == pausedAt, "a paused job reads nothing")
+                _ = try await store.setJobControl(full.id, .run)
+                try await waitForJob(store, full.id, .running)
+                _ = try await store.setJobControl(full.id, .cancel)
+                try await waitForJob(store, full.id, .cancelled)
+                #expect(try await store.count(entity: "item") == 50_000, "cancelling keeps what is indexed")
+            }
+        }
+    }
+}
+
+/// Waits until a job reaches `status`.
+func waitForJob(_ store: SQLiteIndexStore, _ id: String, _ status: JobRecord.Status, timeout: Duration = .seconds(60), sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try await store.job(id)?.status != status {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("job \(id) did not become \(status)", sourceLocation: sourceLocation)
+            throw CancellationError()
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+/// A value shared between test tasks.
+final class Shared<Value: Sendable>: Sendable {
+    let value: Mutex<Value>
+    init(_ initial: Value) { value = Mutex(initial) }
+}
