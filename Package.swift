@@ -93,6 +93,18 @@ let package = Package(
             ],
             path: "Benchmarks/PipelineBenchmark"
         ),
+        .executableTarget(
+            name: "BackfillBenchmark",
+            dependencies: [
+                "Capture",
+                "Indexing",
+                "Sync",
+                "Postgres",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Benchmarks/BackfillBenchmark"
+        ),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "IndexingTests", dependencies: ["Indexing", "Capture"]),

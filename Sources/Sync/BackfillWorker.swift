@@ -15,7 +15,8 @@ struct BackfillWorker: Sendable {
         /// How long one chunk's read should take. Default 250 ms.
         var targetChunkDuration: Duration = .milliseconds(250)
         var minimumChunkSize = 100
-        var maximumChunkSize = 20_000
+        /// Upper bound on rows per chunk, which bounds memory (a chunk joins one batch). Default 5 000.
+        var maximumChunkSize = 5_000
         /// How often a paused job checks whether it was resumed. Default 500 ms.
         var pollInterval: Duration = .milliseconds(500)
     }
@@ -53,63 +54,82 @@ struct BackfillWorker: Sendable {
         try await store.saveJob(job)
         var chunkSize = max(configuration.minimumChunkSize, job.chunkSize)
         var chunkNumber = 0
-        while true {
-            // Obey the operator between chunks.
-            switch try await store.job(job.id)?.control ?? .run {
-            case .cancel:
-                job.status = .cancelled
-                job.finishedAt = Date().timeIntervalSince1970
-                try await store.saveJob(job)
-                return job
-            case .pause:
-                if job.status != .paused {
-                    job.status = .paused
-                    try await store.saveJob(job)
-                }
-                try await Task.sleep(for: configuration.pollInterval)
-                continue
-            case .run:
-                if job.status != .running {
-                    job.status = .running
-                    try await store.saveJob(job)
-                }
-            }
-
-            chunkNumber += 1
-            let token = "\(runID).\(job.id).\(chunkNumber)"
-            coordinator.register(token, entity: entity.name)
-            do {
-                try await emit("L|\(token)", connection)
-                let started = ContinuousClock.now
-                let read = try await readChunk(job, size: chunkSize, connection)
-                let elapsed = ContinuousClock.now - started
-                logger.info(
-                    "backfill chunk read",
-                    metadata: [
-                        "job.id": "\(job.id)", "chunk.rows": "\(read.rows.count + read.missing.count)",
-                        "chunk.size": "\(chunkSize)", "chunk.ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
-                    ])
-                var next = job
-                next.chunks += 1
-                next.chunkSize = chunkSize
-                next.processed += read.rows.count + read.missing.count
-                if let cursor = read.cursor { next.cursor = cursor }
-                if job.kind == .ids { next.ids = read.remainingIDs }
-                let seconds = max(0.001, Date().timeIntervalSince1970 - (next.startedAt ?? Date().timeIntervalSince1970))
-                next.rate = Double(next.processed) / seconds
-                next.estimatedTotal = max(next.estimatedTotal, next.processed)
-                coordinator.provide(token, .init(entity: entity.name, rows: read.rows, missing: read.missing, snapshot: read.snapshot, job: next))
-                try await emit("H|\(token)", connection)
+        // Up to two chunks in flight: the next one is read while the previous one is written. After
+        // a crash at most these two are read again (the job's cursor moves only with durable chunks).
+        var inFlight: String?
+        func settle() async throws {
+            if let token = inFlight {
+                inFlight = nil
                 try await coordinator.awaitApplied(token)
-                job = next
-                // Aim the next chunk at the target duration.
-                let ratio = configuration.targetChunkDuration / max(elapsed, .milliseconds(1))
-                chunkSize = min(configuration.maximumChunkSize, max(configuration.minimumChunkSize, Int(Double(chunkSize) * min(2, max(0.5, ratio)))))
-                if read.isLast { break }
-            } catch {
-                coordinator.finish(token)
-                throw error
             }
+        }
+        do {
+            while true {
+                // Obey the operator between chunks (after the chunk in flight is durable, so that its
+                // progress record does not overwrite the new status).
+                let control = try await store.job(job.id)?.control ?? .run
+                if control != .run { try await settle() }
+                switch control {
+                case .cancel:
+                    job.status = .cancelled
+                    job.finishedAt = Date().timeIntervalSince1970
+                    try await store.saveJob(job)
+                    return job
+                case .pause:
+                    if job.status != .paused {
+                        job.status = .paused
+                        try await store.saveJob(job)
+                    }
+                    try await Task.sleep(for: configuration.pollInterval)
+                    continue
+                case .run:
+                    if job.status != .running {
+                        job.status = .running
+                        try await store.saveJob(job)
+                    }
+                }
+
+                chunkNumber += 1
+                let token = "\(runID).\(job.id).\(chunkNumber)"
+                coordinator.register(token, entity: entity.name)
+                do {
+                    try await emit("L|\(token)", connection)
+                    let started = ContinuousClock.now
+                    let read = try await readChunk(job, size: chunkSize, connection)
+                    let elapsed = ContinuousClock.now - started
+                    logger.info(
+                        "backfill chunk read",
+                        metadata: [
+                            "job.id": "\(job.id)", "chunk.rows": "\(read.rows.count + read.missing.count)",
+                            "chunk.size": "\(chunkSize)", "chunk.ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+                        ])
+                    var next = job
+                    next.chunks += 1
+                    next.chunkSize = chunkSize
+                    next.processed += read.rows.count + read.missing.count
+                    if let cursor = read.cursor { next.cursor = cursor }
+                    if job.kind == .ids { next.ids = read.remainingIDs }
+                    let seconds = max(0.001, Date().timeIntervalSince1970 - (next.startedAt ?? Date().timeIntervalSince1970))
+                    next.rate = Double(next.processed) / seconds
+                    next.estimatedTotal = max(next.estimatedTotal, next.processed)
+                    coordinator.provide(token, .init(entity: entity.name, rows: read.rows, missing: read.missing, snapshot: read.snapshot, job: next))
+                    try await emit("H|\(token)", connection)
+                    try await settle()
+                    inFlight = token
+                    job = next
+                    // Aim the next chunk at the target duration.
+                    let ratio = configuration.targetChunkDuration / max(elapsed, .milliseconds(1))
+                    chunkSize = min(configuration.maximumChunkSize, max(configuration.minimumChunkSize, Int(Double(chunkSize) * min(2, max(0.5, ratio)))))
+                    if read.isLast { break }
+                } catch {
+                    coordinator.finish(token)
+                    throw error
+                }
+            }
+            try await settle()
+        } catch {
+            if let token = inFlight { coordinator.finish(token) }
+            throw error
         }
         job.status = .completed
         job.finishedAt = Date().timeIntervalSince1970

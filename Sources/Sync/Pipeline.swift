@@ -124,10 +124,13 @@ public final class Pipeline: Sendable {
     // MARK: - Input
 
     /// Feeds events from the replication reader, in order. Full batches are handed to the apply stage.
-    /// An empty array means "no more input right now": the partial batch is flushed and awaited,
-    /// so an idle moment always ends with everything durable.
+    /// An empty array means "no more input right now": the partial batch is handed over at once (not
+    /// awaited: under a stream of small transactions the next batch grows while this one is written).
     public func handle(_ events: [CaptureEvent]) async throws {
-        if events.isEmpty { return try await flush() }
+        if events.isEmpty {
+            _ = try await submit()
+            return
+        }
         pending.withLock { batch in
             for event in events {
                 switch event {

@@ -175,7 +175,14 @@ func waitForCheckpoint(_ store: SQLiteIndexStore, _ target: LSN, timeout: Durati
             // The slot is gone, so this start reloads everything: every document is already stored
             // with the same content, so not one embedding call is made.
             let embedder = CountingEmbedder()
+            let oldIncarnation = try await store.state("slot.incarnation")
             try await withAgent(configuration, embedder: embedder) { _, store in
+                // Wait for the reload under the new slot, not the stale "loaded" of the old one.
+                let deadline = ContinuousClock.now + .seconds(60)
+                while try await store.state("slot.incarnation") == oldIncarnation, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                try await waitForLoaded(store, ["product"])
                 try await waitForCheckpoint(store, try await db.currentLSN())
             }
             #expect(embedder.texts == 0, "documents already stored with the same content are not embedded again")

@@ -1,0 +1,104 @@
+// Backfill throughput: the agent's initial (watermarked, chunked) backfill of N rows with the built-in
+// embedder into SQLite, beside `COPY (SELECT …) TO STDOUT` of the same rows, in one run.
+//
+//   swift run -c release BackfillBenchmark --source postgres://postgres@127.0.0.1:54315/postgres [--rows 1000000]
+import Capture
+import Foundation
+import Indexing
+import Logging
+import Postgres
+import ServiceLifecycle
+import Sync
+
+func peakRSSMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+    else { return 0 }
+    return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+func main() async throws {
+    var source = ProcessInfo.processInfo.environment["TIDEMARK_TEST_PG15_URL"] ?? "postgres://postgres@127.0.0.1:54315/postgres"
+    var rows = 1_000_000
+    var arguments = CommandLine.arguments.dropFirst().makeIterator()
+    while let argument = arguments.next() {
+        switch argument {
+        case "--source": source = arguments.next() ?? source
+        case "--rows": rows = Int(arguments.next() ?? "") ?? rows
+        default: throw PostgresError(.queryFailed, "unknown option \(argument)")
+        }
+    }
+    var logger = Logger(label: "bench")
+    logger.logLevel = .error
+    let admin = try await PostgresConnection.connect(source, logger: logger)
+    _ = try? await admin.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'tidemark_backfill_bench'")
+    try await admin.query("DROP DATABASE IF EXISTS tidemark_backfill_bench WITH (FORCE)")
+    try await admin.query("CREATE DATABASE tidemark_backfill_bench")
+    let version = try await admin.query("SHOW server_version").rows.first?.first ?? nil
+    await admin.close()
+    guard let slash = source.range(of: "/", options: .backwards) else { return }
+    let url = String(source[..<slash.upperBound]) + "tidemark_backfill_bench"
+    let db = try await PostgresConnection.connect(url, logger: logger)
+    try await db.simpleQuery("""
+        CREATE TABLE items (id bigint PRIMARY KEY, title text NOT NULL, body text, category int);
+        INSERT INTO items SELECT g, 'item ' || g || ' ' || md5(g::text),
+               'A short description of item ' || g || ' with words like lamp, desk, oak and ' || md5((g * 7)::text), g % 50
+          FROM generate_series(1, \(rows)) g;
+        ANALYZE items;
+        """)
+    print("server: PostgreSQL \(version ?? "?"); \(rows) rows")
+
+    // Baseline: the raw read.
+    let copyStart = ContinuousClock.now
+    try await db.startCopyOut("COPY (SELECT id, title, body, category FROM items ORDER BY id) TO STDOUT")
+    var bytes = 0
+    while let chunk = try await db.readCopyOut() { bytes += chunk.count }
+    let copySeconds = (ContinuousClock.now - copyStart).seconds
+
+    let indexPath = NSTemporaryDirectory() + "tidemark-backfill-bench-\(getpid()).db"
+    defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: indexPath + suffix) } }
+    var configuration = AgentConfiguration(
+        source: .init(url: url),
+        entities: [.init(name: "item", table: TableName(schema: "public", name: "items"), content: "{{title}}\n{{body}}", metadata: ["category"])])
+    configuration.source.slot = "bench_backfill"
+    configuration.index = .sqlite(path: indexPath)
+    let store = try SQLiteIndexStore(configuration: .init(path: indexPath), logger: logger)
+    let agent = Agent(configuration: configuration, logger: logger)
+    let group = ServiceGroup(configuration: .init(services: [agent], logger: logger))
+    var backfillSeconds = 0.0
+    var chunks = 0
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        let started = ContinuousClock.now
+        while true {
+            if let job = try await store.jobs(entity: "item").first, job.status == .completed {
+                backfillSeconds = (ContinuousClock.now - started).seconds
+                chunks = job.chunks
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        await group.triggerGracefulShutdown()
+        try await tasks.waitForAll()
+    }
+    let documents = try await store.count(entity: "item")
+    print(String(format: "  COPY (SELECT …) TO STDOUT:          %9.0f rows/s  (%.2f s, %.0f MB)", Double(rows) / copySeconds, copySeconds, Double(bytes) / 1e6))
+    print(String(format: "  tidemark backfill (chunks, embed, SQLite): %6.0f rows/s  (%.2f s, %d chunks, %d documents)", Double(rows) / backfillSeconds, backfillSeconds, chunks, documents))
+    print(String(format: "peak RSS of the process (agent and driver): %.1f MB", peakRSSMegabytes()))
+    await db.close()
+    let cleanup = try await PostgresConnection.connect(source, logger: logger)
+    _ = try? await cleanup.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'tidemark_backfill_bench'")
+    _ = try? await cleanup.query("DROP DATABASE IF EXISTS tidemark_backfill_bench WITH (FORCE)")
+    await cleanup.close()
+}
+
+do {
+    try await main()
+} catch {
+    FileHandle.standardError.write(Data("benchmark failed: \(error)\n".utf8))
+    exit(1)
+}
