@@ -103,10 +103,28 @@ public struct IndexBatch: Sendable {
     public var sweepBefore: [String: LSN] = [:]
     /// Job rows to write in the same transaction (progress that must match the documents).
     public var jobs: [JobRecord] = []
+    /// Documents for one generation only (a rebuild's chunks), written before ``upserts``.
+    public var targetedUpserts: [Int: [EmbeddedDocument]] = [:]
+    /// Remove documents of one generation older than a position (end of a rebuild).
+    public var generationSweeps: [String: (generation: Int, before: LSN)] = [:]
+    /// New active and maintained generations of entities; documents of other generations are dropped.
+    public var generationChanges: [String: GenerationChange] = [:]
 
     public init() {}
 
     public var isEmpty: Bool {
-        upserts.isEmpty && deletes.isEmpty && truncates.isEmpty && deadLetters.isEmpty && resolved.isEmpty && sweepBefore.isEmpty && jobs.isEmpty
+        upserts.isEmpty && deletes.isEmpty && truncates.isEmpty && deadLetters.isEmpty && resolved.isEmpty && sweepBefore.isEmpty && jobs.isEmpty && targetedUpserts.isEmpty && generationSweeps.isEmpty && generationChanges.isEmpty
+    }
+}
+
+/// Which generation of an entity's documents answers searches, and which ones the pipeline keeps current.
+public struct GenerationChange: Sendable, Equatable {
+    public var active: Int
+    /// Includes `active`; the others are a rebuild in progress or the previous generation kept for rollback.
+    public var maintained: [Int]
+
+    public init(active: Int, maintained: [Int]) {
+        self.active = active
+        self.maintained = maintained
     }
 }

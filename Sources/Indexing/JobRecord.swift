@@ -15,6 +15,9 @@ public struct JobRecord: Sendable, Equatable, Codable {
         case backfill
         /// Only the given ids.
         case ids
+        /// Every row into a new generation beside the live one; search switches to it atomically at
+        /// the end, and the old one is kept for rollback.
+        case rebuild
     }
 
     /// What the operator asked for; only the command line writes it, the agent obeys it.
@@ -52,6 +55,11 @@ public struct JobRecord: Sendable, Equatable, Codable {
     /// For the load of an entity under a (new) replication slot: the slot's incarnation to record as
     /// loaded once the job completes.
     public var loadsIncarnation: String?
+    /// For a rebuild: the generation being built, and the one that was active before the switch.
+    public var generation: Int?
+    public var previousGeneration: Int?
+    /// A completed rebuild that was rolled back to `previousGeneration`.
+    public var rolledBack = false
 
     public init(id: String, entity: String, kind: Kind, status: Status = .queued, createdAt: Double = Date().timeIntervalSince1970) {
         self.id = id

@@ -45,9 +45,15 @@ public final class SQLiteIndexStore: IndexStore {
     }
 
     private static func migrate(_ db: Database) throws {
+        // Files from before generations: move the documents into generation 0.
+        let columns = try Row.fetchAll(db, sql: "PRAGMA table_info(documents)").map { row -> String in row["name"] }
+        if !columns.isEmpty && !columns.contains("generation") {
+            try db.execute(sql: "ALTER TABLE documents RENAME TO documents_v1")
+        }
         try db.execute(sql: """
             CREATE TABLE IF NOT EXISTS documents (
                 entity       TEXT NOT NULL,
+                generation   INTEGER NOT NULL DEFAULT 0,
                 id           TEXT NOT NULL,
                 content      TEXT NOT NULL,
                 content_hash TEXT NOT NULL,
@@ -57,7 +63,7 @@ public final class SQLiteIndexStore: IndexStore {
                 vector       BLOB NOT NULL,
                 lsn          INTEGER NOT NULL,
                 updated_at   REAL NOT NULL,
-                UNIQUE (entity, id)
+                UNIQUE (entity, id, generation)
             );
             CREATE TABLE IF NOT EXISTS state (
                 key   TEXT PRIMARY KEY,
@@ -82,6 +88,36 @@ public final class SQLiteIndexStore: IndexStore {
                 PRIMARY KEY (entity, id)
             ) WITHOUT ROWID;
             """)
+        if try db.tableExists("documents_v1") {
+            try db.execute(sql: """
+                INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at)
+                SELECT entity, 0, id, content, content_hash, metadata, source, model, vector, lsn, updated_at FROM documents_v1;
+                DROP TABLE documents_v1;
+                """)
+        }
+    }
+
+    /// SQL condition selecting the active generation of the entity bound as the next argument.
+    static let activeGeneration = "generation = coalesce((SELECT CAST(value AS INTEGER) FROM state WHERE key = 'generation.' || ? || '.active'), 0)"
+
+    /// The generations written by the pipeline for `entity` (the active one, a rebuild in progress,
+    /// and the previous one kept for rollback).
+    static func maintainedGenerations(_ entity: String, _ db: Database) throws -> [Int] {
+        let text = try String.fetchOne(db, sql: "SELECT value FROM state WHERE key = ?", arguments: ["generation.\(entity).maintained"])
+        let generations = (text ?? "").split(separator: ",").compactMap { Int($0) }
+        return generations.isEmpty ? [0] : generations
+    }
+
+    /// The generation search and export read for `entity`.
+    public func activeGeneration(_ entity: String) async throws -> Int {
+        try await pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT CAST(value AS INTEGER) FROM state WHERE key = ?", arguments: ["generation.\(entity).active"]) ?? 0
+        }
+    }
+
+    /// The generations the pipeline currently writes for `entity`.
+    public func generations(_ entity: String) async throws -> [Int] {
+        try await pool.read { db in try Self.maintainedGenerations(entity, db) }
     }
 
     // MARK: - Writes
@@ -97,40 +133,80 @@ public final class SQLiteIndexStore: IndexStore {
                     let statement = try db.cachedStatement(sql: "DELETE FROM documents WHERE entity = ? AND id = ?")
                     for id in ids { try statement.execute(arguments: [entity, id]) }
                 }
-                if !batch.upserts.isEmpty {
-                    let insert = try db.cachedStatement(sql: """
-                        INSERT INTO documents (entity, id, content, content_hash, metadata, source, model, vector, lsn, updated_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        ON CONFLICT (entity, id) DO UPDATE SET
-                            content = excluded.content, content_hash = excluded.content_hash,
-                            metadata = excluded.metadata, source = excluded.source, model = excluded.model,
-                            vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at
-                        """)
-                    let keepVector = try db.cachedStatement(sql: """
-                        UPDATE documents SET content = ?, content_hash = ?, metadata = ?, source = ?, lsn = ?, updated_at = ?
-                         WHERE entity = ? AND id = ?
-                        """)
-                    for upsert in batch.upserts {
-                        let document = upsert.document
-                        let metadata = Self.json(document.metadata)
-                        let source = Self.json(document.sourceValues)
-                        let lsn = Int64(bitPattern: document.lsn.rawValue)
+                var maintained: [String: [Int]] = [:]
+                func generations(_ entity: String) throws -> [Int] {
+                    if let known = maintained[entity] { return known }
+                    let found = try Self.maintainedGenerations(entity, db)
+                    maintained[entity] = found
+                    return found
+                }
+                let insert = try db.cachedStatement(sql: """
+                    INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (entity, id, generation) DO UPDATE SET
+                        content = excluded.content, content_hash = excluded.content_hash,
+                        metadata = excluded.metadata, source = excluded.source, model = excluded.model,
+                        vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at
+                    """)
+                // Same content and model as a stored row: take that row's vector (from any generation).
+                let copyVector = try db.cachedStatement(sql: """
+                    INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at)
+                    SELECT entity, ?, id, ?, content_hash, ?, ?, model, vector, ?, ? FROM documents
+                     WHERE entity = ? AND id = ? AND content_hash = ? AND model = ?
+                     ORDER BY generation = ? DESC LIMIT 1
+                    ON CONFLICT (entity, id, generation) DO UPDATE SET
+                        content = excluded.content, content_hash = excluded.content_hash,
+                        metadata = excluded.metadata, source = excluded.source, model = excluded.model,
+                        vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at
+                    """)
+                func write(_ upsert: EmbeddedDocument, into targets: [Int]) throws {
+                    let document = upsert.document
+                    let metadata = Self.json(document.metadata)
+                    let source = Self.json(document.sourceValues)
+                    let lsn = Int64(bitPattern: document.lsn.rawValue)
+                    for generation in targets {
                         if let vector = upsert.vector {
                             try insert.execute(arguments: [
-                                document.entity, document.id, document.content, document.contentHash, metadata, source,
+                                document.entity, generation, document.id, document.content, document.contentHash, metadata, source,
                                 upsert.model, Self.blob(vector), lsn, now,
                             ])
                         } else {
-                            try keepVector.execute(arguments: [
-                                document.content, document.contentHash, metadata, source, lsn, now, document.entity, document.id,
+                            try copyVector.execute(arguments: [
+                                generation, document.content, metadata, source, lsn, now, document.entity, document.id,
+                                document.contentHash, upsert.model, generation,
                             ])
                         }
                     }
+                }
+                // Rows of a rebuild's chunks go to the generation being built, before the stream's
+                // changes of the same batch (which are newer or equal, and go to every generation).
+                for (generation, upserts) in batch.targetedUpserts.sorted(by: { $0.key < $1.key }) {
+                    for upsert in upserts { try write(upsert, into: [generation]) }
+                }
+                for upsert in batch.upserts {
+                    try write(upsert, into: try generations(upsert.document.entity))
                 }
                 for (entity, lsn) in batch.sweepBefore {
                     try db.execute(
                         sql: "DELETE FROM documents WHERE entity = ? AND lsn < ?",
                         arguments: [entity, Int64(bitPattern: lsn.rawValue)])
+                }
+                for (entity, sweep) in batch.generationSweeps {
+                    try db.execute(
+                        sql: "DELETE FROM documents WHERE entity = ? AND generation = ? AND lsn < ?",
+                        arguments: [entity, sweep.generation, Int64(bitPattern: sweep.before.rawValue)])
+                }
+                for (entity, change) in batch.generationChanges {
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?), (?, ?)",
+                        arguments: [
+                            "generation.\(entity).active", String(change.active),
+                            "generation.\(entity).maintained", change.maintained.map(String.init).joined(separator: ","),
+                        ])
+                    let keep = change.maintained.map(String.init).joined(separator: ",")
+                    try db.execute(
+                        sql: "DELETE FROM documents WHERE entity = ? AND generation NOT IN (SELECT CAST(value AS INTEGER) FROM json_each('[' || ? || ']'))",
+                        arguments: [entity, keep])
                 }
                 for (entity, ids) in batch.resolved {
                     let statement = try db.cachedStatement(sql: "DELETE FROM dead_letters WHERE entity = ? AND id = ?")
@@ -254,9 +330,14 @@ public final class SQLiteIndexStore: IndexStore {
                 let slice = Array(ids[start..<min(start + 500, ids.count)])
                 start += 500
                 let placeholders = Array(repeating: "?", count: slice.count).joined(separator: ",")
+                // Any generation the pipeline writes; the active one wins.
                 let rows = try Row.fetchCursor(
-                    db, sql: "SELECT id, content_hash, model, source, lsn FROM documents WHERE entity = ? AND id IN (\(placeholders))",
-                    arguments: StatementArguments([entity] + slice))
+                    db,
+                    sql: """
+                        SELECT id, content_hash, model, source, lsn FROM documents WHERE entity = ? AND id IN (\(placeholders))
+                         ORDER BY \(Self.activeGeneration) ASC
+                        """,
+                    arguments: StatementArguments([entity] + slice + [entity]))
                 while let row = try rows.next() {
                     let lsn: Int64 = row[4]
                     result[row[0]] = StoredDocumentState(
@@ -269,8 +350,8 @@ public final class SQLiteIndexStore: IndexStore {
 
     public func search(entity: String, vector: [Float], k: Int, filter: [String: String]) async throws -> [SearchHit] {
         let query = VectorMath.normalized(vector)
-        var sql = "SELECT id, vector FROM documents WHERE entity = ?"
-        var arguments: [String] = [entity]
+        var sql = "SELECT id, vector FROM documents WHERE entity = ? AND \(Self.activeGeneration)"
+        var arguments: [String] = [entity, entity]
         for (key, value) in filter.sorted(by: { $0.key < $1.key }) {
             sql += " AND json_extract(metadata, ?) = ?"
             arguments.append("$." + DocumentID.jsonString(key))
@@ -303,7 +384,7 @@ public final class SQLiteIndexStore: IndexStore {
         guard !best.isEmpty else { return [] }
         return try await pool.read { db in
             try best.compactMap { hit in
-                guard let row = try Row.fetchOne(db, sql: "SELECT content, metadata FROM documents WHERE entity = ? AND id = ?", arguments: [entity, hit.item]) else { return nil }
+                guard let row = try Row.fetchOne(db, sql: "SELECT content, metadata FROM documents WHERE entity = ? AND id = ? AND \(Self.activeGeneration)", arguments: [entity, hit.item, entity]) else { return nil }
                 return SearchHit(id: hit.item, score: hit.score, content: row[0], metadata: Self.decodeJSON(row[1]))
             }
         }
@@ -315,9 +396,9 @@ public final class SQLiteIndexStore: IndexStore {
                 db,
                 sql: """
                     SELECT id, content, content_hash, metadata, model, lsn FROM documents
-                     WHERE entity = ? AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?
+                     WHERE entity = ? AND \(Self.activeGeneration) AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?
                     """,
-                arguments: [entity, after, after, limit])
+                arguments: [entity, entity, after, after, limit])
             return rows.map { row in
                 let lsn: Int64 = row[5]
                 return ExportedDocument(
@@ -329,7 +410,7 @@ public final class SQLiteIndexStore: IndexStore {
 
     public func count(entity: String) async throws -> Int {
         try await pool.read { db in
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM documents WHERE entity = ?", arguments: [entity]) ?? 0
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM documents WHERE entity = ? AND \(Self.activeGeneration)", arguments: [entity, entity]) ?? 0
         }
     }
 

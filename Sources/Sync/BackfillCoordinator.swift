@@ -51,6 +51,8 @@ final class BackfillCoordinator: Sendable {
         var snapshot: Snapshot
         /// The job's progress once this chunk is durable.
         var job: JobRecord
+        /// For a rebuild: the generation being built (the only one these rows go to).
+        var generation: Int?
     }
 
     /// What the pipeline adds to its batch at a high watermark.
@@ -60,6 +62,7 @@ final class BackfillCoordinator: Sendable {
         var missing: [String]
         var job: JobRecord
         var dropped: Int
+        var generation: Int?
     }
 
     private struct Change {
@@ -191,7 +194,9 @@ final class BackfillCoordinator: Sendable {
                 chunk.windowOpen = false
                 chunk.changes = []
                 state.chunks[token] = chunk
-                return (token, Release(entity: data.entity, rows: rows, missing: missing, job: data.job, dropped: data.rows.count - rows.count))
+                return (token, Release(
+                    entity: data.entity, rows: rows, missing: missing, job: data.job, dropped: data.rows.count - rows.count,
+                    generation: data.generation))
             default:
                 return nil
             }

@@ -48,8 +48,19 @@ struct BackfillWorker: Sendable {
         job.status = .running
         job.lastError = nil
         if job.estimatedTotal == 0 { job.estimatedTotal = try await estimate(job, connection) }
-        if job.sweepBefore == nil && job.kind == .backfill, let lsn = try await currentLSN(connection) {
+        if job.sweepBefore == nil && job.kind != .ids, let lsn = try await currentLSN(connection) {
             job.sweepBefore = lsn
+        }
+        if job.kind == .rebuild && job.generation == nil {
+            // A new generation beside the live one; the pipeline keeps it current from now on.
+            let active = try await store.activeGeneration(entity.name)
+            let building = (try await store.generations(entity.name)).max().map { $0 + 1 } ?? 1
+            job.generation = building
+            job.previousGeneration = active
+            var batch = IndexBatch()
+            batch.generationChanges[entity.name] = GenerationChange(active: active, maintained: [active, building])
+            batch.jobs = [job]
+            try await store.apply(batch, state: [:])
         }
         try await store.saveJob(job)
         var chunkSize = max(configuration.minimumChunkSize, job.chunkSize)
@@ -73,7 +84,15 @@ struct BackfillWorker: Sendable {
                 case .cancel:
                     job.status = .cancelled
                     job.finishedAt = Date().timeIntervalSince1970
-                    try await store.saveJob(job)
+                    var batch = IndexBatch()
+                    if job.kind == .rebuild, let building = job.generation {
+                        // Drop the half-built generation; the live one never stopped answering.
+                        let active = try await store.activeGeneration(entity.name)
+                        let keep = try await store.generations(entity.name).filter { $0 != building }
+                        batch.generationChanges[entity.name] = GenerationChange(active: active, maintained: keep.isEmpty ? [active] : keep)
+                    }
+                    batch.jobs = [job]
+                    try await store.apply(batch, state: [:])
                     return job
                 case .pause:
                     if job.status != .paused {
@@ -112,7 +131,9 @@ struct BackfillWorker: Sendable {
                     let seconds = max(0.001, Date().timeIntervalSince1970 - (next.startedAt ?? Date().timeIntervalSince1970))
                     next.rate = Double(next.processed) / seconds
                     next.estimatedTotal = max(next.estimatedTotal, next.processed)
-                    coordinator.provide(token, .init(entity: entity.name, rows: read.rows, missing: read.missing, snapshot: read.snapshot, job: next))
+                    coordinator.provide(token, .init(
+                        entity: entity.name, rows: read.rows, missing: read.missing, snapshot: read.snapshot, job: next,
+                        generation: job.kind == .rebuild ? job.generation : nil))
                     try await emit("H|\(token)", connection)
                     try await settle()
                     inFlight = token
@@ -137,6 +158,13 @@ struct BackfillWorker: Sendable {
         job.succeeded = max(0, job.processed - job.failed)
         var batch = IndexBatch()
         if let sweep = job.sweepBefore, job.kind == .backfill { batch.sweepBefore[entity.name] = sweep }
+        if job.kind == .rebuild, let building = job.generation, let sweep = job.sweepBefore {
+            // Switch search to the new generation atomically; keep the old one current for rollback.
+            let previous = try await store.activeGeneration(entity.name)
+            job.previousGeneration = previous
+            batch.generationSweeps[entity.name] = (building, sweep)
+            batch.generationChanges[entity.name] = GenerationChange(active: building, maintained: [building, previous])
+        }
         batch.jobs = [job]
         try await store.apply(batch, state: [:])
         logger.info("backfill completed", metadata: ["job.id": "\(job.id)", "entity": "\(entity.name)", "rows": "\(job.processed)"])
@@ -163,7 +191,7 @@ struct BackfillWorker: Sendable {
         var parameters: [String?] = []
         var wanted: [String] = []
         switch job.kind {
-        case .backfill:
+        case .backfill, .rebuild:
             if let cursor = job.cursor, cursor.count == keys.count {
                 let placeholders = cursor.indices.map { index in
                     "$\(index + 1)" + (index < entity.keyTypes.count ? "::\(entity.keyTypes[index])" : "")
@@ -209,7 +237,7 @@ struct BackfillWorker: Sendable {
             rows.append((DocumentID.make(keyPositions.map { row[$0] }), values))
         }
         switch job.kind {
-        case .backfill:
+        case .backfill, .rebuild:
             let last = result.rows.last.map { row in keyPositions.map { row[$0] } }
             return Chunk(rows: rows, missing: [], snapshot: snapshot, cursor: last, remainingIDs: nil, isLast: result.rows.count < size)
         case .ids:
@@ -221,9 +249,12 @@ struct BackfillWorker: Sendable {
         }
     }
 
+    /// Writes a watermark. Transactional, so that its commit flushes the WAL and the walsender sends
+    /// it at once (a non-transactional message waits for the WAL writer, up to `wal_writer_delay`); its
+    /// place in the stream is its commit, in commit order like every change.
     private func emit(_ content: String, _ connection: PostgresConnection) async throws {
         _ = try await connection.query(
-            "SELECT pg_logical_emit_message(false, $1, $2)::text", [BackfillCoordinator.prefix, content])
+            "SELECT pg_logical_emit_message(true, $1, $2)::text", [BackfillCoordinator.prefix, content])
     }
 
     private func currentLSN(_ connection: PostgresConnection) async throws -> LSN? {

@@ -21,6 +21,8 @@ struct PendingBatch {
     }
 
     private(set) var entries: [Key: Entry] = [:]
+    /// Rows of a rebuild's chunks, for the generation being built only.
+    private(set) var targeted: [Key: (generation: Int, values: [String: ColumnValue], lsn: LSN)] = [:]
     /// Entities truncated in this batch (their earlier entries were dropped).
     private(set) var truncates: [String] = []
     /// The position to record once this batch is durable.
@@ -34,7 +36,7 @@ struct PendingBatch {
     var jobs: [JobRecord] = []
     var chunkTokens: [String] = []
 
-    var isEmpty: Bool { entries.isEmpty && truncates.isEmpty && checkpoint == nil && jobs.isEmpty && chunkTokens.isEmpty }
+    var isEmpty: Bool { entries.isEmpty && targeted.isEmpty && truncates.isEmpty && checkpoint == nil && jobs.isEmpty && chunkTokens.isEmpty }
 
     private mutating func touch(_ size: Int) {
         changeCount += 1
@@ -57,6 +59,14 @@ struct PendingBatch {
         })
     }
 
+    mutating func upsertTargeted(_ key: Key, generation: Int, values: [String: ColumnValue], lsn: LSN) {
+        targeted[key] = (generation, values, lsn)
+        touch(values.values.reduce(48) { total, value in
+            if case .text(let text) = value { return total + text.utf8.count }
+            return total + 8
+        })
+    }
+
     mutating func delete(_ key: Key, lsn: LSN) {
         entries[key] = Entry(operation: .delete, lsn: lsn)
         touch(48)
@@ -64,6 +74,7 @@ struct PendingBatch {
 
     mutating func truncate(_ entity: String) {
         entries = entries.filter { $0.key.entity != entity }
+        targeted = targeted.filter { $0.key.entity != entity }
         if !truncates.contains(entity) { truncates.append(entity) }
         touch(16)
     }

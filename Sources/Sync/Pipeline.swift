@@ -137,16 +137,14 @@ public final class Pipeline: Sendable {
                 case .transaction(let piece):
                     for change in piece.changes { add(change, to: &batch) }
                     if piece.isFinal {
+                        // Watermarks are transactional messages: they take effect at their commit.
+                        for message in piece.messages { watermark(message, lsn: piece.endLSN, to: &batch) }
                         batch.checkpoint = max(batch.checkpoint ?? .zero, piece.endLSN)
                         if piece.commitTime > 0 { batch.commitTimes.append(piece.commitTime) }
                     }
                 case .message(let message):
                     batch.checkpoint = max(batch.checkpoint ?? .zero, message.lsn)
-                    if message.prefix == BackfillCoordinator.prefix, let coordinator,
-                        let (token, release) = coordinator.watermark(message.content), let release
-                    {
-                        addChunk(release, token: token, lsn: message.lsn, to: &batch)
-                    }
+                    watermark(message, lsn: message.lsn, to: &batch)
                 }
             }
         }
@@ -163,11 +161,22 @@ public final class Pipeline: Sendable {
         try await submitIfFull()
     }
 
+    private func watermark(_ message: PgOutputMessage.LogicalMessage, lsn: LSN, to batch: inout PendingBatch) {
+        guard message.prefix == BackfillCoordinator.prefix, let coordinator,
+            let (token, release) = coordinator.watermark(message.content), let release
+        else { return }
+        addChunk(release, token: token, lsn: lsn, to: &batch)
+    }
+
     /// Adds a backfill chunk released at its high watermark: its rows as upserts at that position.
     private func addChunk(_ release: BackfillCoordinator.Release, token: String, lsn: LSN, to batch: inout PendingBatch) {
         for row in release.rows {
             let values = row.values.mapValues { $0.map(ColumnValue.text) ?? .null }
-            batch.upsert(.init(entity: release.entity, id: row.id), values: values, lsn: lsn)
+            if let generation = release.generation {
+                batch.upsertTargeted(.init(entity: release.entity, id: row.id), generation: generation, values: values, lsn: lsn)
+            } else {
+                batch.upsert(.init(entity: release.entity, id: row.id), values: values, lsn: lsn)
+            }
         }
         for id in release.missing { batch.delete(.init(entity: release.entity, id: id), lsn: lsn) }
         batch.jobs.append(release.job)
@@ -314,7 +323,7 @@ public final class Pipeline: Sendable {
             for (entity, ids) in work.deletes {
                 for id in ids { progress.overlay[.init(entity: entity, id: id)] = (sequence, nil) }
             }
-            for upsert in work.upserts {
+            for upsert in work.upserts + work.targetedUpserts.values.joined() {
                 let document = upsert.document
                 progress.overlay[.init(entity: document.entity, id: document.id)] = (
                     sequence,
@@ -389,18 +398,24 @@ public final class Pipeline: Sendable {
         let now = Date().timeIntervalSince1970
         var toEmbed: [(document: Document, index: Int)] = []
 
+        // The generation each of work.upserts goes to: nil for every maintained one.
+        var targets: [Int?] = []
         let byEntity = Dictionary(grouping: batch.entries, by: { $0.key.entity })
-        for (entityName, entries) in byEntity.sorted(by: { $0.key < $1.key }) {
+        let targetedByEntity = Dictionary(grouping: batch.targeted, by: { $0.key.entity })
+        for entityName in Set(byEntity.keys).union(targetedByEntity.keys).sorted() {
             guard let entity = entitiesByName[entityName] else { continue }
-            var upserts: [(id: String, values: [String: ColumnValue], lsn: LSN)] = []
-            for (key, entry) in entries {
+            var upserts: [(id: String, values: [String: ColumnValue], lsn: LSN, generation: Int?)] = []
+            for (key, entry) in byEntity[entityName] ?? [] {
                 switch entry.operation {
                 case .delete:
                     work.deletes[entityName, default: []].append(key.id)
                     work.resolved[entityName, default: []].append(key.id)
                 case .upsert(let values):
-                    upserts.append((key.id, values, entry.lsn))
+                    upserts.append((key.id, values, entry.lsn, nil))
                 }
+            }
+            for (key, row) in targetedByEntity[entityName] ?? [] {
+                upserts.append((key.id, row.values, row.lsn, row.generation))
             }
             guard !upserts.isEmpty else { continue }
             let stored = try await currentStates(entity: entityName, ids: upserts.map(\.id))
@@ -444,6 +459,7 @@ public final class Pipeline: Sendable {
                     let previous = stored[upsert.id]
                     let needsVector = previous == nil || previous?.contentHash != document.contentHash || previous?.model != embedder.model
                     work.upserts.append(EmbeddedDocument(document: document, vector: nil, model: embedder.model))
+                    targets.append(upsert.generation)
                     if needsVector {
                         toEmbed.append((document, work.upserts.count - 1))
                     } else {
@@ -482,12 +498,16 @@ public final class Pipeline: Sendable {
                 }
             }
         }
-        if !failed.isEmpty {
-            work.upserts = work.upserts.enumerated().filter { !failed.contains($0.offset) }.map(\.element)
-        }
-        for upsert in work.upserts {
+        var general: [EmbeddedDocument] = []
+        for (index, upsert) in work.upserts.enumerated() where !failed.contains(index) {
+            if let generation = targets[index] {
+                work.targetedUpserts[generation, default: []].append(upsert)
+            } else {
+                general.append(upsert)
+            }
             work.resolved[upsert.document.entity, default: []].append(upsert.document.id)
         }
+        work.upserts = general
         return work
     }
 

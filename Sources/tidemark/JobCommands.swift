@@ -21,6 +21,9 @@ struct BackfillCommand: AsyncParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Only these document ids (the key's text; composite keys as JSON arrays).")
     var ids: [String] = []
 
+    @Flag(name: .long, help: "Build a new generation beside the live one and switch to it when done (search keeps answering; tidemark job ID rollback undoes it).")
+    var rebuild = false
+
     @Flag(name: .long, help: "Print rows, estimated tokens and embedding calls; write nothing.")
     var dryRun = false
 
@@ -48,7 +51,8 @@ struct BackfillCommand: AsyncParsableCommand {
                 return
             }
             let store = try Agent.openStore(configuration, logger: logger)
-            var job = JobRecord(id: JobRecord.newID(), entity: entity, kind: ids.isEmpty ? .backfill : .ids)
+            if rebuild && !ids.isEmpty { fail("--rebuild rebuilds every row; it does not take --ids") }
+            var job = JobRecord(id: JobRecord.newID(), entity: entity, kind: rebuild ? .rebuild : ids.isEmpty ? .backfill : .ids)
             if !ids.isEmpty {
                 job.ids = ids
                 job.estimatedTotal = ids.count
@@ -105,7 +109,7 @@ struct JobCommand: AsyncParsableCommand {
         commandName: "job", abstract: "Show a job, or pause, resume, cancel it, or retry its failed rows.")
 
     enum Action: String, ExpressibleByArgument, CaseIterable {
-        case show, pause, resume, cancel
+        case show, pause, resume, cancel, rollback
         case retryFailed = "retry-failed"
     }
 
@@ -114,7 +118,7 @@ struct JobCommand: AsyncParsableCommand {
     @Argument(help: "Job id (from tidemark jobs).")
     var id: String
 
-    @Argument(help: "show, pause, resume, cancel or retry-failed.")
+    @Argument(help: "show, pause, resume, cancel, retry-failed, or rollback (a completed rebuild).")
     var action: Action = .show
 
     func run() async throws {
@@ -133,6 +137,9 @@ struct JobCommand: AsyncParsableCommand {
                 let control: JobRecord.Control = action == .pause ? .pause : action == .cancel ? .cancel : .run
                 _ = try await store.setJobControl(id, control)
                 print("\(id): \(action.rawValue) requested; the agent applies it before its next chunk")
+            case .rollback:
+                let rolled = try await RebuildRollback.perform(job, store: store)
+                print("\(id): search for \(job.entity) answers from generation \(rolled.active) again (generation \(job.generation ?? 0) is kept current)")
             case .retryFailed:
                 let letters = try await store.deadLetters(entity: job.entity).filter { $0.lsn >= (job.sweepBefore ?? .zero) }
                 guard !letters.isEmpty else {
@@ -234,3 +241,4 @@ enum DryRun {
             calls: (rows + batch - 1) / batch, batchSize: batch)
     }
 }
+

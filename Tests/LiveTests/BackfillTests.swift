@@ -219,3 +219,71 @@ final class Shared<Value: Sendable>: Sendable {
     let value: Mutex<Value>
     init(_ initial: Value) { value = Mutex(initial) }
 }
+
+@Suite struct RebuildTests {
+    @Test(arguments: LiveServer.first)
+    func rebuildAndRollbackKeepSearchAnsweringThroughout(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            let rows = 20_000
+            try await db.exec("""
+                CREATE TABLE items (id int PRIMARY KEY, title text NOT NULL);
+                INSERT INTO items SELECT g, 'item number ' || g FROM generate_series(1, \(rows)) g;
+                """)
+            var configuration = db.agentConfiguration(entities: [.init(name: "item", table: TableName(schema: "public", name: "items"), content: "{{title}}")])
+            configuration.backfill.chunkDuration = .milliseconds(30)
+            guard case .sqlite(let indexPath) = configuration.index else { return }
+            try await withAgent(configuration) { _, store in
+                let stop = Shared(false)
+                let failures = Shared([String]())
+                let queries = Shared(0)
+                // Search without pause during the rebuild, the switch and the rollback.
+                let searcher = Task {
+                    let reader = try SQLiteIndexStore(configuration: .init(path: indexPath), logger: testLogger)
+                    let vector = BuiltinEmbedder().vector("item number 4242")
+                    while !stop.value.withLock({ $0 }) {
+                        do {
+                            let hits = try await reader.search(entity: "item", vector: vector, k: 3, filter: [:])
+                            if hits.first?.id != "4242" { failures.value.withLock { $0.append("top hit \(hits.first?.id ?? "none")") } }
+                        } catch {
+                            failures.value.withLock { $0.append("\(error)") }
+                        }
+                        queries.value.withLock { $0 += 1 }
+                        try await Task.sleep(for: .milliseconds(1))
+                    }
+                }
+                // Writes during the rebuild must reach both generations.
+                try await db.exec("UPDATE items SET title = 'renamed ' || id WHERE id % 1000 = 0")
+                var job = JobRecord(id: JobRecord.newID(), entity: "item", kind: .rebuild)
+                try await store.saveJob(job)
+                try await db.exec("UPDATE items SET title = 'changed during rebuild ' || id WHERE id % 1000 = 1")
+                try await waitForJob(store, job.id, .completed)
+                job = try #require(try await store.job(job.id))
+                #expect(try await store.activeGeneration("item") == job.generation)
+                #expect(job.generation == 1 && job.previousGeneration == 0)
+                try await db.exec("UPDATE items SET title = 'changed after switch ' || id WHERE id % 1000 = 2")
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                let afterSwitch = try await BackfillTests.compare(db, store, entity: "item", template: "{{title}}", sql: "SELECT id::text, title FROM items")
+                #expect(afterSwitch.missing == 0 && afterSwitch.extra == 0 && afterSwitch.stale == 0, "\(afterSwitch)")
+
+                // Searches ran before and after the switch; make sure some run after the rollback too.
+                func waitForQueries(_ more: Int) async throws {
+                    let target = queries.value.withLock { $0 } + more
+                    while queries.value.withLock({ $0 }) < target { try await Task.sleep(for: .milliseconds(10)) }
+                }
+                try await waitForQueries(3)
+                let rolled = try await RebuildRollback.perform(job, store: store)
+                #expect(rolled.active == 0)
+                #expect(try await store.activeGeneration("item") == 0)
+                let afterRollback = try await BackfillTests.compare(db, store, entity: "item", template: "{{title}}", sql: "SELECT id::text, title FROM items")
+                #expect(afterRollback.missing == 0 && afterRollback.extra == 0 && afterRollback.stale == 0, "the old generation was kept current: \(afterRollback)")
+                await #expect(throws: SyncError.self) { _ = try await RebuildRollback.perform(try #require(try await store.job(job.id)), store: store) }
+
+                try await waitForQueries(3)
+                stop.value.withLock { $0 = true }
+                try await searcher.value
+                #expect(queries.value.withLock { $0 } >= 6)
+                #expect(failures.value.withLock { $0 }.isEmpty, "search kept answering: \(failures.value.withLock { $0 }.prefix(5))")
+            }
+        }
+    }
+}
