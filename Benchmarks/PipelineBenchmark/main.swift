@@ -107,9 +107,14 @@ func main() async throws {
     configuration.index = .sqlite(path: indexPath)
     let store = try SQLiteIndexStore(configuration: .init(path: indexPath), logger: logger)
 
-    // 1. First start: creates publication and slot, loads the (empty) table.
+    // 1. First start: creates publication and slot, loads the (empty) table; wait for that job.
     try await withAgent(configuration, logger: logger) { _ in
         try await waitForCheckpoint(store, try await insertLSN(db))
+        while true {
+            let jobs = try await store.jobs(entity: "item")
+            if !jobs.isEmpty && jobs.allSatisfy({ $0.status == .completed }) { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
     }
     try await db.query("SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput')")
 
