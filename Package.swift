@@ -72,9 +72,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "BenchmarkSupport",
+            dependencies: ["Postgres", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/BenchmarkSupport"
+        ),
         .executableTarget(
             name: "CaptureBenchmark",
             dependencies: [
+                "BenchmarkSupport",
                 "Capture",
                 "Postgres",
                 .product(name: "Logging", package: "swift-log"),
@@ -84,6 +90,7 @@ let package = Package(
         .executableTarget(
             name: "PipelineBenchmark",
             dependencies: [
+                "BenchmarkSupport",
                 "Capture",
                 "Indexing",
                 "Sync",
@@ -96,6 +103,7 @@ let package = Package(
         .executableTarget(
             name: "BackfillBenchmark",
             dependencies: [
+                "BenchmarkSupport",
                 "Capture",
                 "Indexing",
                 "Sync",

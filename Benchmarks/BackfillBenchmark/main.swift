@@ -2,6 +2,7 @@
 // embedder into SQLite, beside `COPY (SELECT …) TO STDOUT` of the same rows, in one run.
 //
 //   swift run -c release BackfillBenchmark --source postgres://postgres@127.0.0.1:54315/postgres [--rows 1000000]
+import BenchmarkSupport
 import Capture
 import Foundation
 import Indexing
@@ -9,17 +10,6 @@ import Logging
 import Postgres
 import ServiceLifecycle
 import Sync
-
-func peakRSSMegabytes() -> Double {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
-    else { return 0 }
-    return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
 
 func main() async throws {
     var source = ProcessInfo.processInfo.environment["TIDEMARK_TEST_PG15_URL"] ?? "postgres://postgres@127.0.0.1:54315/postgres"
@@ -34,14 +24,7 @@ func main() async throws {
     }
     var logger = Logger(label: "bench")
     logger.logLevel = .error
-    let admin = try await PostgresConnection.connect(source, logger: logger)
-    _ = try? await admin.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'tidemark_backfill_bench'")
-    try await admin.query("DROP DATABASE IF EXISTS tidemark_backfill_bench WITH (FORCE)")
-    try await admin.query("CREATE DATABASE tidemark_backfill_bench")
-    let version = try await admin.query("SHOW server_version").rows.first?.first ?? nil
-    await admin.close()
-    guard let slash = source.range(of: "/", options: .backwards) else { return }
-    let url = String(source[..<slash.upperBound]) + "tidemark_backfill_bench"
+    let (url, version) = try await BenchmarkSupport.recreateDatabase("tidemark_backfill_bench", source: source, logger: logger)
     let db = try await PostgresConnection.connect(url, logger: logger)
     try await db.simpleQuery("""
         CREATE TABLE items (id bigint PRIMARY KEY, title text NOT NULL, body text, category int);
@@ -50,7 +33,7 @@ func main() async throws {
           FROM generate_series(1, \(rows)) g;
         ANALYZE items;
         """)
-    print("server: PostgreSQL \(version ?? "?"); \(rows) rows")
+    print("server: PostgreSQL \(version); \(rows) rows")
 
     // Baseline: the raw read.
     let copyStart = ContinuousClock.now
@@ -88,12 +71,9 @@ func main() async throws {
     let documents = try await store.count(entity: "item")
     print(String(format: "  COPY (SELECT …) TO STDOUT:          %9.0f rows/s  (%.2f s, %.0f MB)", Double(rows) / copySeconds, copySeconds, Double(bytes) / 1e6))
     print(String(format: "  tidemark backfill (chunks, embed, SQLite): %6.0f rows/s  (%.2f s, %d chunks, %d documents)", Double(rows) / backfillSeconds, backfillSeconds, chunks, documents))
-    print(String(format: "peak RSS of the process (agent and driver): %.1f MB", peakRSSMegabytes()))
+    print(String(format: "peak RSS of the process (agent and driver): %.1f MB", BenchmarkSupport.peakRSSMegabytes()))
     await db.close()
-    let cleanup = try await PostgresConnection.connect(source, logger: logger)
-    _ = try? await cleanup.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'tidemark_backfill_bench'")
-    _ = try? await cleanup.query("DROP DATABASE IF EXISTS tidemark_backfill_bench WITH (FORCE)")
-    await cleanup.close()
+    try await BenchmarkSupport.dropDatabase("tidemark_backfill_bench", source: source, logger: logger)
 }
 
 do {

@@ -7,6 +7,7 @@
 // Both consumers read identical slots created at the same position before the workload, so they
 // decode exactly the same WAL. Each is run twice, interleaved (recv, tidemark, tidemark, recv), and
 // the mean is reported.
+import BenchmarkSupport
 import Capture
 import Foundation
 import Logging
@@ -38,19 +39,6 @@ struct Options {
 struct BenchmarkError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
-}
-
-func databaseURL(_ url: String, _ database: String) -> String {
-    guard let slash = url.range(of: "/", options: .backwards) else { return url }
-    return String(url[..<slash.upperBound]) + database
-}
-
-func peakRSSMegabytes() -> Double {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
-    else { return 0 }
-    let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
-    return kilobytes / 1024
 }
 
 /// Runs pg_recvlogical from the slot until `end`; returns seconds.
@@ -96,22 +84,11 @@ final class Counter: @unchecked Sendable {
     func add(_ amount: Int) -> Int { lock.withLock { value += amount; return value } }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
-
 func main() async throws {
     let options = try Options(CommandLine.arguments)
     var logger = Logger(label: "bench")
     logger.logLevel = .warning
-    let admin = try await PostgresConnection.connect(options.source, logger: logger)
-    _ = try? await admin.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'tidemark_bench'")
-    try await admin.query("DROP DATABASE IF EXISTS tidemark_bench WITH (FORCE)")
-    try await admin.query("CREATE DATABASE tidemark_bench")
-    let version = try await admin.query("SHOW server_version").rows.first?.first ?? nil
-    await admin.close()
-
-    let url = databaseURL(options.source, "tidemark_bench")
+    let (url, version) = try await BenchmarkSupport.recreateDatabase("tidemark_bench", source: options.source, logger: logger)
     let db = try await PostgresConnection.connect(url, logger: logger)
     try await db.simpleQuery("CREATE TABLE bench (id bigint PRIMARY KEY, name text NOT NULL, price numeric(10,2), category int)")
     let setup = ReplicationSetup(configuration: .init(slotName: "unused", publicationName: "bench", tables: [TableName(schema: "public", name: "bench")]), logger: logger)
@@ -121,7 +98,7 @@ func main() async throws {
         try await db.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot])
     }
 
-    print("server: PostgreSQL \(version ?? "?"); workload: \(options.rows) inserted rows, then \(options.updates) updates, \(options.rowsPerTransaction) rows per transaction")
+    print("server: PostgreSQL \(version); workload: \(options.rows) inserted rows, then \(options.updates) updates, \(options.rowsPerTransaction) rows per transaction")
     var results: [(phase: String, rows: Int, recv: Double, ours: Double)] = []
     for phase in ["insert", "update"] {
         let count = phase == "insert" ? options.rows : options.updates
@@ -166,12 +143,9 @@ func main() async throws {
         print(result.phase.padding(toLength: 9, withPad: " ", startingAt: 0)
             + String(format: "%-9d %-22.0f %-16.0f %.2f×", result.rows, recvRate, oursRate, oursRate / recvRate))
     }
-    print(String(format: "peak RSS of the tidemark reader process: %.1f MB", peakRSSMegabytes()))
+    print(String(format: "peak RSS of the tidemark reader process: %.1f MB", BenchmarkSupport.peakRSSMegabytes()))
 
-    let cleanup = try await PostgresConnection.connect(options.source, logger: logger)
-    _ = try? await cleanup.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'tidemark_bench'")
-    _ = try? await cleanup.query("DROP DATABASE IF EXISTS tidemark_bench WITH (FORCE)")
-    await cleanup.close()
+    try await BenchmarkSupport.dropDatabase("tidemark_bench", source: options.source, logger: logger)
 }
 
 do {

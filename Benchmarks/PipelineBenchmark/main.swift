@@ -4,6 +4,7 @@
 //
 //   swift run -c release PipelineBenchmark --source postgres://postgres@127.0.0.1:54315/postgres \
 //       --bin /usr/lib/postgresql/15/bin [--inserts 200000] [--updates 100000] [--rate 1000] [--seconds 20]
+import BenchmarkSupport
 import Capture
 import Foundation
 import Indexing
@@ -42,22 +43,6 @@ struct BenchmarkError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-func databaseURL(_ url: String, _ database: String) -> String {
-    guard let slash = url.range(of: "/", options: .backwards) else { return url }
-    return String(url[..<slash.upperBound]) + database
-}
-
-func peakRSSMegabytes() -> Double {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
-    else { return 0 }
-    return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
-
 func insertLSN(_ connection: PostgresConnection) async throws -> LSN {
     let text = try await connection.query("SELECT pg_current_wal_insert_lsn()::text").rows.first?.first ?? nil
     return try LSN.parse(text ?? "")
@@ -86,13 +71,7 @@ func main() async throws {
     let options = try Options(CommandLine.arguments)
     var logger = Logger(label: "bench")
     logger.logLevel = .error
-    let admin = try await PostgresConnection.connect(options.source, logger: logger)
-    _ = try? await admin.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'tidemark_pipeline_bench'")
-    try await admin.query("DROP DATABASE IF EXISTS tidemark_pipeline_bench WITH (FORCE)")
-    try await admin.query("CREATE DATABASE tidemark_pipeline_bench")
-    let version = try await admin.query("SHOW server_version").rows.first?.first ?? nil
-    await admin.close()
-    let url = databaseURL(options.source, "tidemark_pipeline_bench")
+    let (url, version) = try await BenchmarkSupport.recreateDatabase("tidemark_pipeline_bench", source: options.source, logger: logger)
     let db = try await PostgresConnection.connect(url, logger: logger)
     try await db.simpleQuery("CREATE TABLE items (id bigint PRIMARY KEY, title text NOT NULL, body text, category int, price numeric(10,2))")
 
@@ -119,7 +98,7 @@ func main() async throws {
     try await db.query("SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput')")
 
     // 2. The workload, written while the agent is stopped: both consumers then read the same WAL.
-    print("server: PostgreSQL \(version ?? "?"); workload: \(options.inserts) inserts + \(options.updates) content updates, 1000 rows per transaction")
+    print("server: PostgreSQL \(version); workload: \(options.inserts) inserts + \(options.updates) content updates, 1000 rows per transaction")
     try await db.simpleQuery("""
         DO $$ BEGIN
           FOR i IN 0..\(options.inserts / 1000 - 1) LOOP
@@ -197,13 +176,10 @@ func main() async throws {
     print("commit → searchable latency at \(options.rate) changes/s for \(options.seconds) s (\(latency.count) transactions)")
     print(String(format: "  p50 %.1f ms   p90 %.1f ms   p99 %.1f ms   max %.1f ms",
                  latency.percentile(0.5), latency.percentile(0.9), latency.percentile(0.99), latency.maximum))
-    print(String(format: "peak RSS of the process (agent and driver): %.1f MB", peakRSSMegabytes()))
+    print(String(format: "peak RSS of the process (agent and driver): %.1f MB", BenchmarkSupport.peakRSSMegabytes()))
 
     await db.close()
-    let cleanup = try await PostgresConnection.connect(options.source, logger: logger)
-    _ = try? await cleanup.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'tidemark_pipeline_bench'")
-    _ = try? await cleanup.query("DROP DATABASE IF EXISTS tidemark_pipeline_bench WITH (FORCE)")
-    await cleanup.close()
+    try await BenchmarkSupport.dropDatabase("tidemark_pipeline_bench", source: options.source, logger: logger)
 }
 
 do {

@@ -24,14 +24,16 @@ struct ConfigOptions: ParsableArguments {
     }
 
     func makeLogger() -> Logger {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            fail("unknown log level '\(logLevel)'; use trace, debug, info, notice, warning, error or critical")
         }
-        var logger = Logger(label: "tidemark")
-        logger.logLevel = level
-        return logger
+        return bootstrapLogging(level)
+    }
+
+    /// Stops with a clear message unless `entity` is configured.
+    func requireEntity(_ entity: String, in configuration: AgentConfiguration) {
+        guard configuration.entities.contains(where: { $0.name == entity }) else {
+            fail("unknown entity '\(entity)'; configured: \(configuration.entities.map(\.name).joined(separator: ", "))")
+        }
     }
 }

@@ -18,9 +18,7 @@ struct ExportCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = options.load()
         let logger = options.makeLogger()
-        guard configuration.entities.contains(where: { $0.name == entity }) else {
-            fail("unknown entity '\(entity)'; configured: \(configuration.entities.map(\.name).joined(separator: ", "))")
-        }
+        options.requireEntity(entity, in: configuration)
         do {
             let store = try Agent.openStore(configuration, logger: logger)
             let encoder = JSONEncoder()

@@ -33,9 +33,7 @@ struct BackfillCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = options.load()
         let logger = options.makeLogger()
-        guard configuration.entities.contains(where: { $0.name == entity }) else {
-            fail("unknown entity '\(entity)'; configured: \(configuration.entities.map(\.name).joined(separator: ", "))")
-        }
+        options.requireEntity(entity, in: configuration)
         do {
             if dryRun {
                 let connection = try await PostgresConnection.connect(configuration.source.url, logger: logger)

@@ -30,9 +30,7 @@ struct SearchCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = options.load()
         let logger = options.makeLogger()
-        guard configuration.entities.contains(where: { $0.name == entity }) else {
-            fail("unknown entity '\(entity)'; configured: \(configuration.entities.map(\.name).joined(separator: ", "))")
-        }
+        options.requireEntity(entity, in: configuration)
         guard k > 0 && k <= 1000 else { fail("-k must be between 1 and 1000") }
         var filters: [String: String] = [:]
         for item in filter {

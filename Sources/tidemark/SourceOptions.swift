@@ -20,15 +20,20 @@ struct SourceOptions: ParsableArguments {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("unknown log level '\(logLevel)'; use trace, debug, info, notice, warning, error or critical")
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        var logger = Logger(label: "tidemark")
-        logger.logLevel = level
-        return logger
+        return bootstrapLogging(level)
     }
+}
+
+/// Sends log lines at `level` and above to standard error; returns the command's logger.
+func bootstrapLogging(_ level: Logger.Level) -> Logger {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+    var logger = Logger(label: "tidemark")
+    logger.logLevel = level
+    return logger
 }
 
 /// Prints `message` to standard error and exits with status 1: the path for errors a person must act on.
