@@ -238,19 +238,6 @@ public final class SQLiteIndexStore: IndexStore {
         }
     }
 
-    /// Removes state entries and, optionally, every document and dead letter of some entities (one transaction).
-    public func reset(entities: [String], stateKeys: [String]) async throws {
-        try await pool.write { db in
-            for entity in entities {
-                try db.execute(sql: "DELETE FROM documents WHERE entity = ?", arguments: [entity])
-                try db.execute(sql: "DELETE FROM dead_letters WHERE entity = ?", arguments: [entity])
-            }
-            for key in stateKeys {
-                try db.execute(sql: "DELETE FROM state WHERE key = ?", arguments: [key])
-            }
-        }
-    }
-
     // MARK: - Jobs
 
     static let jobEncoder: JSONEncoder = {

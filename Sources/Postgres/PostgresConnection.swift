@@ -114,7 +114,7 @@ public actor PostgresConnection {
         return PQstatus(connection) == CONNECTION_OK
     }
 
-    /// Sends `pg_cancel_backend`-style cancellation of the statement in progress (best effort).
+    /// The server process id of this session (as in `pg_stat_activity.pid`), 0 when closed.
     public nonisolated func backendPID() async -> Int32 {
         await pid()
     }

@@ -22,7 +22,6 @@ public final class Agent: Service, Sendable {
     /// What the agent is doing, for status output.
     public struct Progress: Sendable {
         public var phase = "starting"
-        public var loadedRows = 0
         public var checkpoint: LSN?
     }
 
