@@ -130,6 +130,7 @@ public actor PostgresConnection {
     ///
     /// Values are always bound, never spliced into the SQL. `nil` binds SQL `NULL`.
     /// Not available on replication connections (use ``simpleQuery(_:)``).
+    @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) throws -> QueryResult {
         let conn = try handle()
         let result = withOptionalCStringArray(parameters) { params in
