@@ -14,14 +14,9 @@ import Sync
 func main() async throws {
     var source = ProcessInfo.processInfo.environment["TIDEMARK_TEST_PG15_URL"] ?? "postgres://postgres@127.0.0.1:54315/postgres"
     var rows = 1_000_000
-    var arguments = CommandLine.arguments.dropFirst().makeIterator()
-    while let argument = arguments.next() {
-        switch argument {
-        case "--source": source = arguments.next() ?? source
-        case "--rows": rows = Int(arguments.next() ?? "") ?? rows
-        default: throw PostgresError(.queryFailed, "unknown option \(argument)")
-        }
-    }
+    let values = try BenchmarkSupport.options(CommandLine.arguments, known: ["--source", "--rows"])
+    source = values["--source"] ?? source
+    rows = values["--rows"].flatMap { Int($0) } ?? rows
     var logger = Logger(label: "bench")
     logger.logLevel = .error
     let (url, version) = try await BenchmarkSupport.recreateDatabase("tidemark_backfill_bench", source: source, logger: logger)

@@ -45,3 +45,40 @@ extension Duration {
     /// The duration in seconds, as a floating-point number.
     public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
+
+/// A benchmark that cannot run as asked.
+public struct BenchmarkError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension BenchmarkSupport {
+    /// `--name value` pairs from the command line; an option not in `known` is an error.
+    public static func options(_ arguments: [String], known: Set<String>) throws -> [String: String] {
+        var values: [String: String] = [:]
+        var iterator = arguments.dropFirst().makeIterator()
+        while let argument = iterator.next() {
+            guard known.contains(argument) else {
+                throw BenchmarkError("unknown option \(argument); known: \(known.sorted().joined(separator: " "))")
+            }
+            guard let value = iterator.next() else { throw BenchmarkError("missing value for \(argument)") }
+            values[argument] = value
+        }
+        return values
+    }
+
+    /// Runs `pg_recvlogical` (pgoutput, protocol 2, to /dev/null) on `slot` until `end`; returns seconds.
+    public static func runRecvLogical(bin: String, url: String, slot: String, publication: String, end: LSN) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: bin + "/pg_recvlogical")
+        process.arguments = [
+            "-d", url, "--slot", slot, "--start", "-o", "proto_version=2", "-o", "publication_names=\(publication)",
+            "-E", end.description, "-f", "/dev/null", "-s", "1", "--no-loop",
+        ]
+        let started = ContinuousClock.now
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw BenchmarkError("pg_recvlogical exited with \(process.terminationStatus)") }
+        return (ContinuousClock.now - started).seconds
+    }
+}

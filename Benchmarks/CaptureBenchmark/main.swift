@@ -21,39 +21,13 @@ struct Options {
     var rowsPerTransaction = 1_000
 
     init(_ arguments: [String]) throws {
-        var iterator = arguments.dropFirst().makeIterator()
-        while let argument = iterator.next() {
-            guard let value = iterator.next() else { throw BenchmarkError("missing value for \(argument)") }
-            switch argument {
-            case "--source": source = value
-            case "--bin": bin = value
-            case "--rows": rows = Int(value) ?? rows
-            case "--updates": updates = Int(value) ?? updates
-            case "--rows-per-transaction": rowsPerTransaction = Int(value) ?? rowsPerTransaction
-            default: throw BenchmarkError("unknown option \(argument)")
-            }
-        }
+        let values = try BenchmarkSupport.options(arguments, known: ["--source", "--bin", "--rows", "--updates", "--rows-per-transaction"])
+        source = values["--source"] ?? source
+        bin = values["--bin"] ?? bin
+        rows = values["--rows"].flatMap { Int($0) } ?? rows
+        updates = values["--updates"].flatMap { Int($0) } ?? updates
+        rowsPerTransaction = values["--rows-per-transaction"].flatMap { Int($0) } ?? rowsPerTransaction
     }
-}
-
-struct BenchmarkError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Runs pg_recvlogical from the slot until `end`; returns seconds.
-func runRecvLogical(options: Options, url: String, slot: String, end: LSN) throws -> Double {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: options.bin + "/pg_recvlogical")
-    process.arguments = [
-        "-d", url, "--slot", slot, "--start", "-o", "proto_version=2", "-o", "publication_names=bench",
-        "-E", end.description, "-f", "/dev/null", "-s", "1", "--no-loop",
-    ]
-    let started = ContinuousClock.now
-    try process.run()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw BenchmarkError("pg_recvlogical exited with \(process.terminationStatus)") }
-    return (ContinuousClock.now - started).seconds
 }
 
 /// Runs Tidemark's reader from the slot until `expected` row changes arrived; returns seconds.
@@ -125,7 +99,7 @@ func main() async throws {
         var ours: [Double] = []
         for slot in slots {
             if slot.hasPrefix("recv") {
-                recv.append(try runRecvLogical(options: options, url: url, slot: slot, end: end))
+                recv.append(try BenchmarkSupport.runRecvLogical(bin: options.bin, url: url, slot: slot, publication: "bench", end: end))
             } else {
                 ours.append(try await runTidemark(url: url, slot: slot, expected: count, logger: logger))
             }

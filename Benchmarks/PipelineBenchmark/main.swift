@@ -22,25 +22,14 @@ struct Options {
     var seconds = 20
 
     init(_ arguments: [String]) throws {
-        var iterator = arguments.dropFirst().makeIterator()
-        while let argument = iterator.next() {
-            guard let value = iterator.next() else { throw BenchmarkError("missing value for \(argument)") }
-            switch argument {
-            case "--source": source = value
-            case "--bin": bin = value
-            case "--inserts": inserts = Int(value) ?? inserts
-            case "--updates": updates = Int(value) ?? updates
-            case "--rate": rate = Int(value) ?? rate
-            case "--seconds": seconds = Int(value) ?? seconds
-            default: throw BenchmarkError("unknown option \(argument)")
-            }
-        }
+        let values = try BenchmarkSupport.options(arguments, known: ["--source", "--bin", "--inserts", "--updates", "--rate", "--seconds"])
+        source = values["--source"] ?? source
+        bin = values["--bin"] ?? bin
+        inserts = values["--inserts"].flatMap { Int($0) } ?? inserts
+        updates = values["--updates"].flatMap { Int($0) } ?? updates
+        rate = values["--rate"].flatMap { Int($0) } ?? rate
+        seconds = values["--seconds"].flatMap { Int($0) } ?? seconds
     }
-}
-
-struct BenchmarkError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 func insertLSN(_ connection: PostgresConnection) async throws -> LSN {
@@ -118,14 +107,7 @@ func main() async throws {
     try await db.query("SELECT pg_logical_emit_message(false, 'bench', 'end')")
     let changes = options.inserts + options.updates
 
-    let recvStart = ContinuousClock.now
-    let recv = Process()
-    recv.executableURL = URL(fileURLWithPath: options.bin + "/pg_recvlogical")
-    recv.arguments = ["-d", url, "--slot", "bench_recv", "--start", "-o", "proto_version=2", "-o", "publication_names=bench",
-                      "-E", end.description, "-f", "/dev/null", "-s", "1", "--no-loop"]
-    try recv.run()
-    recv.waitUntilExit()
-    let recvSeconds = (ContinuousClock.now - recvStart).seconds
+    let recvSeconds = try BenchmarkSupport.runRecvLogical(bin: options.bin, url: url, slot: "bench_recv", publication: "bench", end: end)
 
     var agentSeconds = 0.0
     var statistics = Pipeline.Statistics()
