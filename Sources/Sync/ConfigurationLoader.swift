@@ -90,24 +90,8 @@ public struct ConfigurationLoader: Sendable {
     }
 
     private func suggestion(_ key: String, _ known: Set<String>) -> String {
-        let close = known.min { distance(key, $0) < distance(key, $1) }
-        guard let close, distance(key, close) <= 2 else { return "" }
-        return " (did you mean '\(close)'?)"
-    }
-
-    private func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        var row = Array(0...b.count)
-        for i in 1...max(a.count, 1) where !a.isEmpty {
-            var previous = row[0]
-            row[0] = i
-            for j in 1...max(b.count, 1) where !b.isEmpty {
-                let current = row[j]
-                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
-                previous = current
-            }
-        }
-        return row[b.count]
+        // Sorted, so that ties resolve the same way every time.
+        Suggestion.closest(to: key, in: known.sorted(), maximum: 2).map { " (did you mean '\($0)'?)" } ?? ""
     }
 
     // MARK: - Environment

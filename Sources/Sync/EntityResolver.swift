@@ -13,8 +13,8 @@ public enum EntityResolver {
         for entity in entities {
             let path = "entities.\(entity.name)"
             guard let table = byTable[entity.table] else {
-                let close = catalog.map(\.table).first { $0.name.lowercased() == entity.table.name.lowercased() }
-                    ?? catalog.map(\.table).min { distance($0.description, entity.table.description) < distance($1.description, entity.table.description) }
+                let close = catalog.map(\.table).first { $0.name.lowercased() == entity.table.name.lowercased() }?.description
+                    ?? Suggestion.closest(to: entity.table.description, in: catalog.map(\.table.description), maximum: 3)
                 let hint = close.map { " (did you mean \($0)?)" } ?? ""
                 throw SyncError(.schema, "\(path).table: table \(entity.table) does not exist in the source database\(hint)")
             }
@@ -62,21 +62,5 @@ public enum EntityResolver {
                 keyTypes: keyColumns.map { name in table.columns.first { $0.name == name }?.type ?? "text" }))
         }
         return mappings
-    }
-
-    private static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
-        var row = Array(0...b.count)
-        for i in 1...a.count {
-            var previous = row[0]
-            row[0] = i
-            for j in 1...b.count {
-                let current = row[j]
-                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
-                previous = current
-            }
-        }
-        return row[b.count]
     }
 }
