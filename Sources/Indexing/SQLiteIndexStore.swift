@@ -280,6 +280,12 @@ public final class SQLiteIndexStore: IndexStore {
         return try await jobs(where: "1 = 1", [])
     }
 
+    /// Jobs that can still do work (queued, running, paused), newest first. The scheduler polls this,
+    /// so finished jobs — however many accumulate — are filtered out in SQL, not decoded.
+    public func activeJobs() async throws -> [JobRecord] {
+        try await jobs(where: "json_extract(record, '$.status') IN ('queued', 'running', 'paused')", [])
+    }
+
     private func jobs(where condition: String, _ arguments: [String]) async throws -> [JobRecord] {
         let rows = try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT record, control FROM jobs WHERE \(condition) ORDER BY created_at DESC, id", arguments: StatementArguments(arguments))

@@ -197,10 +197,10 @@ public final class Agent: Service, Sendable {
             throw SyncError(.initialLoad, "no start position for the replication slot")
         }
         // Queue a full backfill for each entity not loaded under this slot (and with none under way).
-        let jobs = try await store.jobs()
+        let jobs = try await store.activeJobs()
         for entity in entities {
             let loaded = try await store.state("loaded.\(entity.name)") == incarnation
-            let underway = jobs.contains { $0.entity == entity.name && $0.kind == .backfill && $0.status.isActive }
+            let underway = jobs.contains { $0.entity == entity.name && $0.kind == .backfill }
             if !loaded && !underway {
                 var job = JobRecord(id: JobRecord.newID(), entity: entity.name, kind: .backfill)
                 job.loadsIncarnation = incarnation
@@ -227,7 +227,7 @@ public final class Agent: Service, Sendable {
                     running.remove(finished)
                     retryAfter[finished] = .now + .seconds(2)
                 }
-                let candidates = try await store.jobs().reversed().filter { $0.status.isActive && !running.contains($0.id) }
+                let candidates = try await store.activeJobs().reversed().filter { !running.contains($0.id) }
                 for job in candidates where running.count < limit {
                     if let wait = retryAfter[job.id], wait > .now { continue }
                     guard let entity = byName[job.entity] else {

@@ -21,12 +21,12 @@ struct StatusCommand: AsyncParsableCommand {
             if case .sqlite(let path) = configuration.index { print("index:        \(path) (sqlite)") }
             print("checkpoint:   \(try await store.state("checkpoint") ?? "none (not loaded yet)")")
             let incarnation = try await store.state("slot.incarnation")
-            let jobs = try await store.jobs()
+            let jobs = try await store.activeJobs()
             for entity in configuration.entities {
                 let loadedUnder = try await store.state("loaded.\(entity.name)")
                 let loaded = incarnation != nil && loadedUnder == incarnation
                 var line = "entity:       \(entity.name) ← \(entity.table): \(try await store.count(entity: entity.name)) documents"
-                if let job = jobs.first(where: { $0.entity == entity.name && $0.status.isActive }) {
+                if let job = jobs.first(where: { $0.entity == entity.name }) {
                     line += " — backfilling: \(JobProgress.summary(job))"
                 } else {
                     line += loaded ? " (loaded)" : " (not loaded yet)"

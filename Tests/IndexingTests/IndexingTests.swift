@@ -185,3 +185,18 @@ import Testing
     }
 }
 
+
+@Suite struct JobStoreTests {
+    @Test func activeJobsLeaveFinishedOnesOut() async throws {
+        let path = NSTemporaryDirectory() + "tidemark-jobs-\(UUID().uuidString).db"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let store = try SQLiteIndexStore(configuration: .init(path: path), logger: Logger(label: "test"))
+        for (index, status) in JobRecord.Status.allCases.enumerated() {
+            try await store.saveJob(JobRecord(id: "job-\(index)", entity: "e", kind: .backfill, status: status, createdAt: Double(index)))
+        }
+        #expect(try await store.activeJobs().map(\.status) == [.paused, .running, .queued])
+        #expect(try await store.jobs().count == JobRecord.Status.allCases.count)
+        #expect(try await store.setJobControl("job-0", .pause))
+        #expect(try await store.job("job-0")?.control == .pause)
+    }
+}
