@@ -146,6 +146,10 @@ public final class ReplicationReader: Sendable {
             defer { group.cancelAll() }
             // The consumer ends last: after the producer stopped and the queue drained, or on cancellation.
             while let role = try await group.next(), role != .consumer {}
+            // A producer that failed also ended the queue, so the consumer may have been seen first:
+            // collect the other tasks too, so that their error is thrown, not lost.
+            group.cancelAll()
+            while try await group.next() != nil {}
         }
         // Final confirmation, then close.
         await sendStatus(force: true)

@@ -187,33 +187,32 @@ public final class Pipeline: Sendable {
         guard let mappings = entitiesByTable[change.table] else { return }
         let watching = coordinator?.isActive ?? false
         for entity in mappings {
+            if change.operation == .truncate {
+                if watching { coordinator?.observeTruncate(xid: change.xid, entity: entity.name) }
+                batch.truncate(entity.name)
+                continue
+            }
+            let documentID = id(of: change, key: change.key, entity: entity)
+            let oldID = change.oldKey.map { id(of: change, key: $0, entity: entity) }
             if watching, let coordinator {
-                if change.operation == .truncate {
-                    coordinator.observeTruncate(xid: change.xid, entity: entity.name)
-                } else {
-                    coordinator.observe(xid: change.xid, entity: entity.name, id: id(of: change, key: change.key, entity: entity))
-                    if let oldKey = change.oldKey {
-                        coordinator.observe(xid: change.xid, entity: entity.name, id: id(of: change, key: oldKey, entity: entity))
-                    }
-                }
+                coordinator.observe(xid: change.xid, entity: entity.name, id: documentID)
+                if let oldID, oldID != documentID { coordinator.observe(xid: change.xid, entity: entity.name, id: oldID) }
             }
             switch change.operation {
             case .truncate:
-                batch.truncate(entity.name)
+                break
             case .delete:
-                batch.delete(.init(entity: entity.name, id: id(of: change, key: change.key, entity: entity)), lsn: change.commitLSN)
+                batch.delete(.init(entity: entity.name, id: documentID), lsn: change.commitLSN)
             case .insert, .update:
                 guard let newValues = change.newValues else { continue }
-                if let oldKey = change.oldKey {
-                    batch.delete(.init(entity: entity.name, id: id(of: change, key: oldKey, entity: entity)), lsn: change.commitLSN)
-                }
+                if let oldID { batch.delete(.init(entity: entity.name, id: oldID), lsn: change.commitLSN) }
                 var values: [String: ColumnValue] = [:]
                 for column in entity.selectColumns {
                     if let index = change.schema.index(of: column), index < newValues.count {
                         values[column] = newValues[index]
                     }
                 }
-                batch.upsert(.init(entity: entity.name, id: id(of: change, key: change.key, entity: entity)), values: values, lsn: change.commitLSN)
+                batch.upsert(.init(entity: entity.name, id: documentID), values: values, lsn: change.commitLSN)
             }
         }
     }
