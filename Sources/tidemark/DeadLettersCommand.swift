@@ -9,7 +9,7 @@ import Sync
 struct DeadLettersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dead-letters",
-        abstract: "List rows that could not be rendered, embedded or stored; --retry reprocesses them from the source."
+        abstract: "List rows that could not be rendered, embedded or stored; --retry has the running agent reprocess them from the source."
     )
 
     @OptionGroup var options: ConfigOptions
@@ -17,8 +17,11 @@ struct DeadLettersCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Only this entity.")
     var entity: String?
 
-    @Flag(name: .long, help: "Read the rows again from the source and index them.")
+    @Flag(name: .long, help: "Queue the rows for the running agent to read again from the source and index (an ids job per entity); follows its progress.")
     var retry = false
+
+    @Flag(name: .long, help: "With --retry: queue the jobs and return at once.")
+    var noWait = false
 
     func run() async throws {
         let configuration = options.load()
@@ -33,14 +36,26 @@ struct DeadLettersCommand: AsyncParsableCommand {
                 }
                 return
             }
-            let connection = try await PostgresConnection.connect(configuration.source.url, logger: logger)
-            let entities = try await Agent.resolveEntities(configuration, on: connection, logger: logger)
-            await connection.close()
-            let rowSource = RowSource(url: configuration.source.url, logger: logger)
-            let retrier = DeadLetterRetry(entities: entities, store: store, embedder: Agent.makeEmbedder(configuration), rowSource: rowSource, logger: logger)
-            let outcome = try await retrier.retry(letters)
-            await rowSource.close()
-            print("retried \(letters.count): \(outcome.indexed) indexed, \(outcome.removed) gone from the source, \(outcome.stillFailing) still failing")
+            if letters.isEmpty {
+                print("no dead letters")
+                return
+            }
+            // The running agent executes the retry in stream order (an `ids` job per entity).
+            let jobs = try await DeadLetterRetry.queue(letters, store: store)
+            for job in jobs {
+                print("queued \(job.id): \(job.ids?.count ?? 0) ids of \(job.entity); the running agent executes it")
+            }
+            if noWait { return }
+            var failed = false
+            for job in jobs {
+                let final = try await JobProgress.follow(job.id, store: store)
+                let still = try await store.deadLetters(entity: job.entity).filter { job.ids?.contains($0.id) == true }.count
+                print("\(final.id) \(final.status.rawValue): \(final.processed) rows read, \(still) still failing")
+                failed = failed || final.status != .completed || still > 0
+            }
+            if failed { throw ExitCode(1) }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             fail("\(error)")
         }

@@ -233,16 +233,18 @@ func waitForCheckpoint(_ store: SQLiteIndexStore, _ target: LSN, timeout: Durati
                 #expect(letters.first?.error.contains("HTTP 400") == true)
                 #expect(try await store.count(entity: "product") == 21, "every other row kept flowing; the old document of 5 stays")
             }
-            // Retry with a provider that now accepts the row.
+            // Retry with a provider that now accepts the row: the running agent executes it.
+            try await withAgent(configuration) { _, store in
+                let jobs = try await DeadLetterRetry.queue(try await store.deadLetters(entity: nil), store: store)
+                #expect(jobs.map(\.kind) == [.ids] && jobs.first?.ids == ["5"])
+                let job = try #require(jobs.first)
+                let deadline = ContinuousClock.now + .seconds(30)
+                while try await store.job(job.id)?.status != .completed, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(try await store.deadLetters(entity: nil).isEmpty)
+            }
             let store = try Agent.openStore(configuration, logger: testLogger)
-            let entities = try await Agent.resolveEntities(configuration, on: db.connection, logger: testLogger)
-            let rowSource = RowSource(url: db.url, logger: testLogger)
-            let outcome = try await DeadLetterRetry(
-                entities: entities, store: store, embedder: BuiltinEmbedder(), rowSource: rowSource, logger: testLogger
-            ).retry(try await store.deadLetters(entity: nil))
-            await rowSource.close()
-            #expect(outcome == .init(indexed: 1, removed: 0, stillFailing: 0))
-            #expect(try await store.deadLetters(entity: nil).isEmpty)
             let five = try await store.export(entity: "product", after: "4", limit: 1)
             #expect(five.first?.content.hasPrefix("POISON pill") == true)
         }
