@@ -38,12 +38,17 @@ public struct StoredDocumentState: Sendable, Equatable {
     public var model: String
     public var sourceValues: [String: String?]
     public var lsn: LSN
+    /// Whether the stored document is the row's latest known version. `false` when a later change of
+    /// the row failed (it is in the dead letters): its source values must then not stand in for
+    /// unchanged TOAST values, since the row has moved on.
+    public var isLatest: Bool
 
-    public init(contentHash: String, model: String, sourceValues: [String: String?], lsn: LSN) {
+    public init(contentHash: String, model: String, sourceValues: [String: String?], lsn: LSN, isLatest: Bool = true) {
         self.contentHash = contentHash
         self.model = model
         self.sourceValues = sourceValues
         self.lsn = lsn
+        self.isLatest = isLatest
     }
 }
 
@@ -65,7 +70,7 @@ public struct EmbeddedDocument: Sendable {
 public struct DeadLetter: Sendable, Equatable, Codable {
     public var entity: String
     public var id: String
-    /// `render`, `embed` or `store`.
+    /// `render`, `reread` (an unchanged TOAST value could not be read again), `embed` or `store`.
     public var stage: String
     public var error: String
     public var lsn: LSN

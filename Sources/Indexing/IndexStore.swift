@@ -24,6 +24,27 @@ public struct ExportedDocument: Sendable, Equatable, Codable {
     }
 }
 
+/// Thrown by ``IndexStore/apply(_:state:)`` when upserts without a vector (content and model
+/// unchanged, "keep the stored vector") find no stored vector to keep: the document was deleted or
+/// truncated after the pipeline looked. Nothing of the batch was written; the pipeline embeds these
+/// documents and applies the batch again.
+public struct MissingStoredVectors: Error, Sendable, CustomStringConvertible {
+    public struct Key: Sendable, Hashable {
+        public var entity: String
+        public var id: String
+        public init(entity: String, id: String) {
+            self.entity = entity
+            self.id = id
+        }
+    }
+
+    public var documents: Set<Key>
+
+    public init(documents: Set<Key>) { self.documents = documents }
+
+    public var description: String { "\(documents.count) upserts found no stored vector to keep" }
+}
+
 /// Where documents, vectors, the checkpoint and dead letters live.
 ///
 /// The one guarantee everything else builds on: ``apply(_:state:)`` writes a batch and the state
@@ -31,10 +52,15 @@ public struct ExportedDocument: Sendable, Equatable, Codable {
 /// neither is.
 public protocol IndexStore: Sendable {
     /// Writes the batch and `state` (e.g. `checkpoint` → LSN) atomically.
+    ///
+    /// An upsert never silently writes nothing: one without a vector that finds no stored document
+    /// with the same content hash and model makes the whole call throw ``MissingStoredVectors``,
+    /// writing nothing.
     func apply(_ batch: IndexBatch, state: [String: String]) async throws
     /// A state entry written by ``apply(_:state:)``.
     func state(_ key: String) async throws -> String?
-    /// What is stored for these ids of `entity` (missing ids are absent from the result).
+    /// What is stored for these ids of `entity` (missing ids are absent from the result); a state is
+    /// not ``StoredDocumentState/isLatest`` when the id has a dead letter.
     func storedStates(entity: String, ids: [String]) async throws -> [String: StoredDocumentState]
     /// The `k` documents most similar to `vector` (cosine), optionally only those whose metadata
     /// equals every entry of `filter`.

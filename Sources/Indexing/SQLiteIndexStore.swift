@@ -159,6 +159,7 @@ public final class SQLiteIndexStore: IndexStore {
                         metadata = excluded.metadata, source = excluded.source, model = excluded.model,
                         vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at
                     """)
+                var vectorless = Set<MissingStoredVectors.Key>()
                 func write(_ upsert: EmbeddedDocument, into targets: [Int]) throws {
                     let document = upsert.document
                     let metadata = Self.json(document.metadata)
@@ -175,6 +176,9 @@ public final class SQLiteIndexStore: IndexStore {
                                 generation, document.content, metadata, source, lsn, now, document.entity, document.id,
                                 document.contentHash, upsert.model, generation,
                             ])
+                            // The stored vector is gone (deleted or truncated since the pipeline
+                            // looked): never write nothing.
+                            if db.changesCount == 0 { vectorless.insert(.init(entity: document.entity, id: document.id)) }
                         }
                     }
                 }
@@ -186,6 +190,7 @@ public final class SQLiteIndexStore: IndexStore {
                 for upsert in batch.upserts {
                     try write(upsert, into: try generations(upsert.document.entity))
                 }
+                if !vectorless.isEmpty { throw MissingStoredVectors(documents: vectorless) }
                 for (entity, lsn) in batch.sweepBefore {
                     try db.execute(
                         sql: "DELETE FROM documents WHERE entity = ? AND lsn < ?",
@@ -233,6 +238,8 @@ public final class SQLiteIndexStore: IndexStore {
                     for (key, value) in state { try statement.execute(arguments: [key, value]) }
                 }
             }
+        } catch let missing as MissingStoredVectors {
+            throw missing
         } catch {
             throw IndexingError(.store, "cannot write to the index at \(configuration.path): \(error)", underlying: error)
         }
@@ -327,14 +334,18 @@ public final class SQLiteIndexStore: IndexStore {
                 let rows = try Row.fetchCursor(
                     db,
                     sql: """
-                        SELECT id, content_hash, model, source, lsn FROM documents WHERE entity = ? AND id IN (\(placeholders))
+                        SELECT id, content_hash, model, source, lsn,
+                               EXISTS (SELECT 1 FROM dead_letters d WHERE d.entity = documents.entity AND d.id = documents.id)
+                          FROM documents WHERE entity = ? AND id IN (\(placeholders))
                          ORDER BY \(Self.activeGeneration) ASC
                         """,
                     arguments: StatementArguments([entity] + slice + [entity]))
                 while let row = try rows.next() {
                     let lsn: Int64 = row[4]
+                    let failedSince: Bool = row[5]
                     result[row[0]] = StoredDocumentState(
-                        contentHash: row[1], model: row[2], sourceValues: Self.decodeJSON(row[3]), lsn: LSN(UInt64(bitPattern: lsn)))
+                        contentHash: row[1], model: row[2], sourceValues: Self.decodeJSON(row[3]), lsn: LSN(UInt64(bitPattern: lsn)),
+                        isLatest: !failedSince)
                 }
             }
             return result

@@ -53,6 +53,8 @@ struct PendingBatch {
             }
         }
         entries[key] = Entry(operation: .upsert(values: merged), lsn: lsn)
+        // A rebuild chunk's row of the same key is older: this version goes to every generation.
+        targeted[key] = nil
         touch(values.values.reduce(48) { total, value in
             if case .text(let text) = value { return total + text.utf8.count }
             return total + 8
@@ -69,6 +71,8 @@ struct PendingBatch {
 
     mutating func delete(_ key: Key, lsn: LSN) {
         entries[key] = Entry(operation: .delete, lsn: lsn)
+        // Deletes are applied before a batch's chunk rows: drop the chunk row, or it would come back.
+        targeted[key] = nil
         touch(48)
     }
 

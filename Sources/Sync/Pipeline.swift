@@ -91,6 +91,8 @@ public final class Pipeline: Sendable {
         var overlay: [PendingBatch.Key: (sequence: Int, state: StoredDocumentState?)] = [:]
         /// Entities truncated by a batch not yet applied, with that batch's sequence.
         var truncated: [String: Int] = [:]
+        /// Documents whose latest change failed in a batch not yet applied (it records the dead letter).
+        var deadLettered: [PendingBatch.Key: Int] = [:]
     }
 
     /// - Parameter onDurable: called with each checkpoint once the batch carrying it is committed
@@ -145,6 +147,8 @@ public final class Pipeline: Sendable {
                 case .message(let message):
                     batch.checkpoint = max(batch.checkpoint ?? .zero, message.lsn)
                     watermark(message, lsn: message.lsn, to: &batch)
+                case .idle(let lsn):
+                    batch.checkpoint = max(batch.checkpoint ?? .zero, lsn)
                 }
             }
         }
@@ -192,8 +196,7 @@ public final class Pipeline: Sendable {
                 batch.truncate(entity.name)
                 continue
             }
-            let documentID = id(of: change, key: change.key, entity: entity)
-            let oldID = change.oldKey.map { id(of: change, key: $0, entity: entity) }
+            let (documentID, oldID) = ids(of: change, entity: entity)
             if watching, let coordinator {
                 coordinator.observe(xid: change.xid, entity: entity.name, id: documentID)
                 if let oldID, oldID != documentID { coordinator.observe(xid: change.xid, entity: entity.name, id: oldID) }
@@ -217,16 +220,43 @@ public final class Pipeline: Sendable {
         }
     }
 
-    /// The document id of a change: from the entity's key columns when the change carries them.
-    private func id(of change: RowChange, key: [ColumnValue], entity: EntityMapping) -> String {
-        if change.schema.keyColumns == entity.keyColumns { return DocumentID.make(key.map(\.text)) }
-        // The stream's key differs from the entity's (e.g. REPLICA IDENTITY FULL): pick by name.
-        let source = change.newValues ?? change.oldValues ?? []
-        let texts = entity.keyColumns.map { column -> String? in
-            guard let index = change.schema.index(of: column), index < source.count else { return nil }
-            return source[index].text
+    /// The document id a change writes, and the id it leaves behind when it changed the entity's key.
+    ///
+    /// When the stream's key is the entity's key, both come from the change's key tuples. Otherwise
+    /// (another entity of the same table keyed by other columns, under `REPLICA IDENTITY FULL`) the
+    /// new id is read by name from the new row and the old id from the old row, so a key change
+    /// removes the old document and a delete finds it.
+    private func ids(of change: RowChange, entity: EntityMapping) -> (id: String, oldID: String?) {
+        if change.schema.keyColumns == entity.keyColumns {
+            let id = DocumentID.make(change.key.map(\.text))
+            let oldID = change.oldKey.map { DocumentID.make($0.map(\.text)) }
+            return (id, oldID == id ? nil : oldID)
         }
-        return DocumentID.make(texts)
+        func fromRow(_ row: [ColumnValue]?) -> String? {
+            guard let row else { return nil }
+            var texts: [String?] = []
+            for column in entity.keyColumns {
+                guard let index = change.schema.index(of: column), index < row.count, row[index] != .unchangedToast else { return nil }
+                texts.append(row[index].text)
+            }
+            return DocumentID.make(texts)
+        }
+        func fromKey(_ key: [ColumnValue]?) -> String? {
+            guard let key else { return nil }
+            let streamKey = change.schema.keyColumns
+            var texts: [String?] = []
+            for column in entity.keyColumns {
+                guard let index = streamKey.firstIndex(of: column), index < key.count else { return nil }
+                texts.append(key[index].text)
+            }
+            return DocumentID.make(texts)
+        }
+        if change.operation == .delete {
+            return (fromRow(change.oldValues) ?? fromKey(change.key) ?? DocumentID.make(change.key.map(\.text)), nil)
+        }
+        let id = fromRow(change.newValues) ?? fromKey(change.key) ?? DocumentID.make(change.key.map(\.text))
+        let oldID = fromRow(change.oldValues) ?? fromKey(change.oldKey)
+        return (id, oldID == id ? nil : oldID)
     }
 
     // MARK: - Stages
@@ -286,6 +316,7 @@ public final class Pipeline: Sendable {
                 // The store now holds this batch: overlay entries from it (and older) are redundant.
                 progress.overlay = progress.overlay.filter { $0.value.sequence > prepared.sequence }
                 progress.truncated = progress.truncated.filter { $0.value > prepared.sequence }
+                progress.deadLettered = progress.deadLettered.filter { $0.value > prepared.sequence }
                 let done = progress.waiters.filter { $0.sequence <= prepared.sequence }
                 progress.waiters.removeAll { $0.sequence <= prepared.sequence }
                 return done.map(\.continuation)
@@ -329,6 +360,9 @@ public final class Pipeline: Sendable {
                     StoredDocumentState(contentHash: document.contentHash, model: upsert.model, sourceValues: document.sourceValues, lsn: document.lsn)
                 )
             }
+            for letter in work.deadLetters {
+                progress.deadLettered[.init(entity: letter.entity, id: letter.id)] = sequence
+            }
             return sequence
         }
         do {
@@ -356,35 +390,52 @@ public final class Pipeline: Sendable {
     }
 
     /// Stored state for `ids`, with documents prepared but not yet applied taken from the overlay.
+    ///
+    /// The overlay is read *before* the store: a batch applied while the store is read then shows
+    /// in one or the other (its overlay entries are only dropped once it is applied), never in
+    /// neither — reading the overlay afterwards could miss a batch applied in between and see the
+    /// store from before it.
     private func currentStates(entity: String, ids: [String]) async throws -> [String: StoredDocumentState] {
-        var states = try await store.storedStates(entity: entity, ids: ids)
-        progress.withLock { progress in
-            if progress.truncated[entity] != nil {
-                // Truncated by a batch still in flight: only what was written after it counts.
-                states = [:]
-            }
+        let (pending, truncatedInFlight, failed) = progress.withLock { progress in
+            var pending: [String: (sequence: Int, state: StoredDocumentState?)] = [:]
+            var failed: [String: Int] = [:]
             for id in ids {
-                if let entry = progress.overlay[.init(entity: entity, id: id)] {
-                    states[id] = entry.state
-                }
+                let key = PendingBatch.Key(entity: entity, id: id)
+                if let entry = progress.overlay[key] { pending[id] = entry }
+                if let sequence = progress.deadLettered[key] { failed[id] = sequence }
             }
+            return (pending, progress.truncated[entity] != nil, failed)
+        }
+        // Truncated by a batch still in flight: only what was written after it counts.
+        var states = truncatedInFlight ? [:] : try await store.storedStates(entity: entity, ids: ids)
+        for (id, entry) in pending { states[id] = entry.state }
+        for (id, sequence) in failed where sequence >= pending[id]?.sequence ?? 0 {
+            states[id]?.isLatest = false
         }
         return states
     }
 
-    private func applyWithRetry(_ work: IndexBatch, state: [String: String]) async throws {
+    private func applyWithRetry(_ batch: IndexBatch, state: [String: String]) async throws {
+        var work = batch
         var delay = Duration.milliseconds(100)
-        for attempt in 1...max(1, configuration.applyAttempts) {
+        var attempt = 1
+        while true {
             do {
                 try await store.apply(work, state: state)
                 return
+            } catch let missing as MissingStoredVectors {
+                // Nothing was written: embed what lost its stored vector and write the batch again.
+                logger.debug("stored vectors gone since prepare; embedding them", metadata: ["documents": "\(missing.documents.count)"])
+                await embedMissing(missing.documents, in: &work)
+                continue
             } catch {
-                if attempt == configuration.applyAttempts {
+                if attempt >= configuration.applyAttempts {
                     throw SyncError(.apply, "writing to the index failed \(attempt) times; stopping so that a restart resumes from the last checkpoint", underlying: error)
                 }
                 logger.warning("index write failed; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
                 try await Task.sleep(for: delay)
                 delay *= 2
+                attempt += 1
             }
         }
     }
@@ -417,17 +468,30 @@ public final class Pipeline: Sendable {
                 upserts.append((key.id, row.values, row.lsn, row.generation))
             }
             guard !upserts.isEmpty else { continue }
-            let stored = try await currentStates(entity: entityName, ids: upserts.map(\.id))
+            // Truncated earlier in this very batch (the truncate is applied first): nothing stored
+            // counts, every upsert of the entity comes after it.
+            let stored = batch.truncates.contains(entityName) ? [:] : try await currentStates(entity: entityName, ids: upserts.map(\.id))
+            /// A stored source value may stand in for an unchanged TOAST value only when the stored
+            /// document is the row's latest version.
+            func storedValue(_ id: String, _ column: String) -> String?? {
+                guard let state = stored[id], state.isLatest else { return nil }
+                return state.sourceValues[column]
+            }
 
             // Unchanged TOAST values: take the stored source value, else re-read the row.
             var reread: [String: [String: String?]] = [:]
+            var rereadFailure: (any Error)?
             let missing = upserts.filter { upsert in
                 upsert.values.contains { column, value in
-                    value == .unchangedToast && stored[upsert.id]?.sourceValues[column] == nil
+                    value == .unchangedToast && storedValue(upsert.id, column) == nil
                 }
             }.map(\.id)
             if !missing.isEmpty, let rowSource {
-                reread = try await rowSource.fetch(entity, ids: missing)
+                do {
+                    reread = try await rereadRows(entity, ids: missing, from: rowSource)
+                } catch {
+                    rereadFailure = error
+                }
                 counters.withLock { $0.toastRereads += missing.count }
             }
 
@@ -440,7 +504,7 @@ public final class Pipeline: Sendable {
                     case .null: values[column] = .some(nil)
                     case .binary(let bytes): values[column] = .some(bytes.map { String(format: "%02x", $0) }.joined())
                     case .unchangedToast:
-                        if let previous = stored[upsert.id]?.sourceValues[column] {
+                        if let previous = storedValue(upsert.id, column) {
                             values[column] = .some(previous)
                         } else if let row = reread[upsert.id], let current = row[column] {
                             values[column] = .some(current)
@@ -448,6 +512,14 @@ public final class Pipeline: Sendable {
                             unresolved = true
                         }
                     }
+                }
+                if unresolved, let rereadFailure {
+                    // The row could not be read again: it waits in the dead letters (a retry reads it).
+                    work.deadLetters.append(DeadLetter(
+                        entity: entityName, id: upsert.id, stage: "reread",
+                        error: "an unchanged TOAST value could not be read again from the source: \(rereadFailure)",
+                        lsn: upsert.lsn, firstFailedAt: now, lastFailedAt: now))
+                    continue
                 }
                 if unresolved && reread[upsert.id] == nil && !missing.isEmpty && rowSource != nil {
                     // The row is gone: its delete follows in the stream.
@@ -508,6 +580,53 @@ public final class Pipeline: Sendable {
         }
         work.upserts = general
         return work
+    }
+
+    /// Reads rows again for unchanged TOAST values; a connection problem is retried a few times
+    /// (the row source reconnects), anything else is the caller's to record.
+    private func rereadRows(_ entity: EntityMapping, ids: [String], from rowSource: RowSource) async throws -> [String: [String: String?]] {
+        var delay = Duration.milliseconds(100)
+        var attempt = 1
+        while true {
+            do {
+                return try await rowSource.fetch(entity, ids: ids)
+            } catch where ReplicationReader.isRetryable(error) && attempt < 4 {
+                logger.warning("re-reading rows failed; retrying", metadata: ["entity": "\(entity.name)", "error": "\(error)", "attempt": "\(attempt)"])
+                try await Task.sleep(for: delay)
+                delay *= 2
+                attempt += 1
+            }
+        }
+    }
+
+    /// Embeds the upserts the store found no vector for (their stored document went away after
+    /// prepare looked); one that cannot be embedded becomes a dead letter.
+    private func embedMissing(_ missing: Set<MissingStoredVectors.Key>, in work: inout IndexBatch) async {
+        let now = Date().timeIntervalSince1970
+        var failed = Set<MissingStoredVectors.Key>()
+        func fill(_ upserts: inout [EmbeddedDocument]) async {
+            for index in upserts.indices where upserts[index].vector == nil {
+                let document = upserts[index].document
+                let key = MissingStoredVectors.Key(entity: document.entity, id: document.id)
+                guard missing.contains(key) else { continue }
+                do {
+                    upserts[index].vector = try await embedChecked([document.content])[0]
+                } catch {
+                    failed.insert(key)
+                    work.deadLetters.append(DeadLetter(
+                        entity: document.entity, id: document.id, stage: "embed", error: "\(error)", lsn: document.lsn,
+                        firstFailedAt: now, lastFailedAt: now))
+                }
+            }
+            upserts.removeAll { failed.contains(.init(entity: $0.document.entity, id: $0.document.id)) && $0.vector == nil }
+        }
+        await fill(&work.upserts)
+        for generation in work.targetedUpserts.keys.sorted() {
+            var upserts = work.targetedUpserts[generation] ?? []
+            await fill(&upserts)
+            work.targetedUpserts[generation] = upserts
+        }
+        for key in failed { work.resolved[key.entity]?.removeAll { $0 == key.id } }
     }
 
     private func embedChecked(_ texts: [String]) async throws -> [[Float]] {

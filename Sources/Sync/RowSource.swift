@@ -14,7 +14,7 @@ public final class RowSource: Sendable {
     public init(url: String, logger: Logger) {
         self.url = url
         self.logger = logger
-        self.connection = LazyConnection(url: url, logger: logger)
+        self.connection = LazyConnection(url: url, applicationName: "tidemark-rows", logger: logger)
     }
 
     /// The rows that still exist, by document id, with the entity's select columns as text.
@@ -47,14 +47,17 @@ final class LazyConnection: Sendable {
     private let logger: Logger
     private let state = Mutex<PostgresConnection?>(nil)
 
-    init(url: String, logger: Logger) {
+    private let applicationName: String
+
+    init(url: String, applicationName: String = "tidemark", logger: Logger) {
         self.url = url
+        self.applicationName = applicationName
         self.logger = logger
     }
 
     func get() async throws -> PostgresConnection {
         if let existing = state.withLock({ $0 }), await existing.isOpen { return existing }
-        let connection = try await PostgresConnection.connect(url, logger: logger)
+        let connection = try await PostgresConnection.connect(url, applicationName: applicationName, logger: logger)
         state.withLock { $0 = connection }
         return connection
     }
