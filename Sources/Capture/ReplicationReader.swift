@@ -9,8 +9,9 @@ import Synchronization
 /// - Transactions are delivered once they committed, in commit order; after a reconnect nothing
 ///   already delivered in this process is delivered again.
 /// - The slot is confirmed (flush LSN) only up to what the caller declared durable with
-///   ``confirm(_:)``, or, when everything delivered is durable and no transaction is open, up to the
-///   server's WAL end reported by a keepalive (so an idle database still advances the slot).
+///   ``confirm(_:)``, never further: the caller's own record of its position is what a restart and
+///   gap detection rely on. An idle database still advances: a keepalive's WAL end seen with no
+///   transaction open is delivered as ``CaptureEvent/idle(_:)``, for the caller to record and confirm.
 /// - Standby status updates go out on an interval derived from the server's `wal_sender_timeout`,
 ///   also while the consumer is slow, and at once when the server asks for one.
 /// - A lost connection is retried with exponential backoff from the last confirmed position; a
@@ -69,19 +70,13 @@ public final class ReplicationReader: Sendable {
         var durable = LSN.zero
         /// Position of the last event handed to the queue.
         var queued = LSN.zero
-        /// WAL end of the last keepalive seen with no transaction open.
-        var idleEnd = LSN.zero
         var statistics = Statistics()
         var statusInterval = Duration.seconds(10)
         var lastStatus = ContinuousClock.now
         var stopping = false
 
-        /// The flush position to report: never beyond what the caller declared durable, except the
-        /// idle WAL end once everything queued is durable.
-        var flushPosition: LSN {
-            if durable >= queued && idleEnd > durable { return idleEnd }
-            return durable
-        }
+        /// The flush position to report: never beyond what the caller declared durable.
+        var flushPosition: LSN { durable }
     }
 
     public let configuration: Configuration
@@ -301,13 +296,21 @@ public final class ReplicationReader: Sendable {
                     }
                 }
             }
+            // An idle position past everything delivered: the consumer records it like a commit.
+            if let idleEnd, !assembler.hasOpenTransaction {
+                let fresh = state.withLock { state in
+                    guard idleEnd > state.queued else { return false }
+                    state.queued = idleEnd
+                    return true
+                }
+                if fresh { events.append(.idle(idleEnd)) }
+            }
             if !events.isEmpty { try await queue.push(events) }
             state.withLock {
                 $0.statistics.messages += batch.count
                 $0.statistics.transactions += transactions
                 $0.statistics.changes += changes
                 $0.statistics.received = max($0.statistics.received, received)
-                if let idleEnd { $0.idleEnd = max($0.idleEnd, idleEnd) }
             }
             if batch.ended {
                 throw PostgresError(.connectionLost, "the server ended the replication stream")

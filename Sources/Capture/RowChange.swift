@@ -83,12 +83,18 @@ public enum CaptureEvent: Sendable {
     case transaction(TransactionPiece)
     /// A non-transactional logical message, in WAL order relative to commits (watermarks, heartbeats).
     case message(PgOutputMessage.LogicalMessage)
+    /// The server reported this WAL position while no transaction was open, and every transaction
+    /// committed before it was delivered: a consumer may record it as its position (and then confirm
+    /// it) once everything delivered before is durable. Lets an idle slot advance past WAL that is
+    /// not about the published tables, without ever confirming more than the consumer recorded.
+    case idle(LSN)
 
     /// The position a consumer may confirm after applying this event, if any.
     public var confirmableLSN: LSN? {
         switch self {
         case .transaction(let piece): piece.isFinal ? piece.endLSN : nil
         case .message(let message): message.lsn
+        case .idle(let lsn): lsn
         }
     }
 }

@@ -18,6 +18,9 @@ public final class Agent: Service, Sendable {
     private let lastActivity = Mutex(ContinuousClock.now)
     /// Backfill jobs whose worker ended, for the scheduler to reap.
     private let finishedWorkers = Mutex<[String]>([])
+    /// Set on graceful shutdown: the reader's last calls flush, so the final status update confirms
+    /// everything applied.
+    private let draining = Mutex(false)
 
     /// What the agent is doing, for status output.
     public struct Progress: Sendable {
@@ -136,10 +139,13 @@ public final class Agent: Service, Sendable {
                     try await reader.run { events in
                         if !events.isEmpty { self.lastActivity.withLock { $0 = .now } }
                         try await pipeline.handle(events)
+                        // Shutting down: make what was read durable before the reader's final
+                        // status update, so the server is told the last position.
+                        if events.isEmpty && self.draining.withLock({ $0 }) { try await pipeline.flush() }
                     }
                 }
                 group.addTask {
-                    try await self.heartbeat(connection: connection)
+                    try await self.heartbeat()
                 }
                 group.addTask {
                     try await self.scheduleBackfills(entities: entities, store: store, coordinator: coordinator)
@@ -151,42 +157,60 @@ public final class Agent: Service, Sendable {
             }
         } onGracefulShutdown: {
             self.logger.info("shutting down: draining the in-flight batch")
+            self.draining.withLock { $0 = true }
             reader.stop()
         }
     }
 
-    /// Makes sure the slot exists; queues a backfill for every entity not loaded since this slot was
-    /// created. Returns where to stream from.
+    /// Makes sure the slot exists and that nothing lies between the index's checkpoint and the slot;
+    /// queues a backfill for every entity not loaded since this slot was created. Returns where to
+    /// stream from.
+    ///
+    /// A *gap* — the slot missing or invalidated, or the slot confirmed beyond the index's checkpoint
+    /// (an index restored from a backup, an index file that lost writes, another index that used the
+    /// slot) — means changes were consumed that this index never applied. It is healed, never resumed
+    /// over: a new slot, every unfinished job cancelled (its rows before the cursor may be stale), and
+    /// a full backfill with a sweep of every entity. The slot never confirms more than the index
+    /// recorded (``ReplicationReader``), so a clean restart is never mistaken for a gap.
     ///
     /// Streaming starts at once: a new database's existing rows arrive through watermarked backfill
     /// chunks while live changes already flow.
     private func prepareSlot(
         setup: ReplicationSetup, connection: PostgresConnection, entities: [EntityMapping], store: SQLiteIndexStore
     ) async throws -> LSN {
+        let slotName = configuration.source.slot
         let slotRows = try await connection.query(
             "SELECT confirmed_flush_lsn::text, wal_status, database = current_database(), database FROM pg_replication_slots WHERE slot_name = $1",
-            [configuration.source.slot])
+            [slotName])
         if let row = slotRows.rows.first, row[2] != "t" {
             throw SyncError(
                 .configuration,
-                "source.slot: a replication slot named \"\(configuration.source.slot)\" already belongs to database \(row[3] ?? "(none)"); slot names are shared by the whole server, so choose another source.slot")
+                "source.slot: a replication slot named \"\(slotName)\" already belongs to database \(row[3] ?? "(none)"); slot names are shared by the whole server, so choose another source.slot")
         }
         var checkpoint = try await store.state("checkpoint").flatMap { LSN($0) }
         var incarnation = try await store.state("slot.incarnation")
-        if let row = slotRows.rows.first, row[1] == "lost" {
-            logger.warning("the replication slot was invalidated; re-creating it and backfilling every entity", metadata: ["slot.name": "\(configuration.source.slot)"])
-            try await setup.dropSlot(on: connection)
-            incarnation = nil
-        } else if slotRows.rows.isEmpty {
-            if checkpoint != nil {
-                logger.warning("the replication slot is gone; re-creating it and backfilling every entity", metadata: ["slot.name": "\(configuration.source.slot)"])
+        var gap: String?
+        if let row = slotRows.rows.first {
+            let confirmed = row[0].flatMap { LSN($0) }
+            if row[1] == "lost" {
+                gap = "the replication slot was invalidated (its WAL was removed)"
+            } else if incarnation == nil || checkpoint == nil {
+                // A slot this index knows nothing about (e.g. a new index file): start over from a new one.
+                if checkpoint != nil || incarnation != nil { gap = "the index has no record of this replication slot" }
+            } else if let confirmed, let known = checkpoint, confirmed > known {
+                gap = "the replication slot confirmed \(confirmed), beyond the index's checkpoint \(known) (an index restored from a backup, or one that lost writes)"
             }
-            incarnation = nil
-        } else if incarnation == nil || checkpoint == nil {
-            // A slot this index knows nothing about (e.g. a new index file): start over from a new one.
-            try await setup.dropSlot(on: connection)
+            if gap != nil || incarnation == nil || checkpoint == nil { try await setup.dropSlot(on: connection) }
+        } else if checkpoint != nil {
+            gap = "the replication slot is gone"
         }
-        if incarnation == nil || checkpoint == nil {
+        if gap != nil || incarnation == nil || checkpoint == nil {
+            if let gap {
+                logger.warning(
+                    "gap between the index and the replication slot: \(gap); re-creating the slot and backfilling every entity (with a sweep)",
+                    metadata: ["slot.name": "\(slotName)", "lsn.checkpoint": "\(checkpoint?.description ?? "none")"])
+                try await supersedeJobs(store: store, entities: entities, reason: "superseded: \(gap); every entity is backfilled again")
+            }
             let slot = try await setup.ensureSlot(on: connection)
             let created = slot.confirmedFlush
             checkpoint = created
@@ -200,7 +224,7 @@ public final class Agent: Service, Sendable {
         let jobs = try await store.activeJobs()
         for entity in entities {
             let loaded = try await store.state("loaded.\(entity.name)") == incarnation
-            let underway = jobs.contains { $0.entity == entity.name && $0.kind == .backfill }
+            let underway = jobs.contains { $0.entity == entity.name && $0.kind == .backfill && $0.loadsIncarnation == incarnation }
             if !loaded && !underway {
                 var job = JobRecord(id: JobRecord.newID(), entity: entity.name, kind: .backfill)
                 job.loadsIncarnation = incarnation
@@ -209,6 +233,25 @@ public final class Agent: Service, Sendable {
             }
         }
         return start
+    }
+
+    /// Cancels every unfinished job (a gap makes their progress meaningless); a rebuild's half-built
+    /// generation is dropped, the live one keeps answering.
+    private func supersedeJobs(store: SQLiteIndexStore, entities: [EntityMapping], reason: String) async throws {
+        for var job in try await store.activeJobs() {
+            job.status = .cancelled
+            job.lastError = reason
+            job.finishedAt = Date().timeIntervalSince1970
+            var batch = IndexBatch()
+            if job.kind == .rebuild, let building = job.generation {
+                let active = try await store.activeGeneration(job.entity)
+                let keep = try await store.generations(job.entity).filter { $0 != building }
+                batch.generationChanges[job.entity] = GenerationChange(active: active, maintained: keep.isEmpty ? [active] : keep)
+            }
+            try await store.apply(batch, state: [:])
+            try await store.saveJob(job)
+            logger.warning("job cancelled", metadata: ["job.id": "\(job.id)", "entity": "\(job.entity)", "reason": "\(reason)"])
+        }
     }
 
     /// Starts queued and interrupted backfill jobs, at most `backfill.max_concurrent` at a time, and
@@ -275,17 +318,39 @@ public final class Agent: Service, Sendable {
 
     /// While nothing arrives, writes a logical message now and then so the checkpoint and the slot
     /// keep advancing on a database whose WAL is all about other tables or databases.
-    private func heartbeat(connection: PostgresConnection) async throws {
+    ///
+    /// Runs on a connection of its own (`application_name` `tidemark-heartbeat`), reopened after any
+    /// failure; a failure is logged as a warning once, and its recovery once.
+    private func heartbeat() async throws {
         let interval = configuration.source.heartbeatInterval
+        let connection = LazyConnection(url: configuration.source.url, applicationName: "tidemark-heartbeat", logger: logger)
+        var failing = false
         while !Task.isCancelled {
-            try await Task.sleep(for: interval)
+            do {
+                try await Task.sleep(for: interval)
+            } catch {
+                break
+            }
             let idle = ContinuousClock.now - lastActivity.withLock { $0 } >= interval
             guard idle else { continue }
             do {
-                _ = try await connection.query("SELECT pg_logical_emit_message(false, 'tidemark.heartbeat', now()::text)::text")
+                _ = try await connection.get().query("SELECT pg_logical_emit_message(false, 'tidemark.heartbeat', now()::text)::text")
+                if failing {
+                    failing = false
+                    logger.info("heartbeat recovered")
+                }
+            } catch where Task.isCancelled {
+                break
             } catch {
-                logger.debug("heartbeat failed", metadata: ["error": "\(error)"])
+                await connection.close()
+                if !failing {
+                    failing = true
+                    logger.warning(
+                        "heartbeat failed; reconnecting (an idle slot does not advance meanwhile)",
+                        metadata: ["error": "\(error)", "source": "\(configuration.source.redactedURL)"])
+                }
             }
         }
+        await connection.close()
     }
 }

@@ -133,6 +133,7 @@ final class EventLog: Sendable {
                 switch event {
                 case .transaction(let piece): state.pieces.append(piece)
                 case .message(let message): state.messages.append(message)
+                case .idle: break
                 }
             }
         }

@@ -179,7 +179,8 @@ import Testing
                     #expect(pieces.filter(\.isFinal).count == 1)
                     let ids = Set(log.changes.map { $0.keyText[0] ?? "" })
                     #expect(ids.count == rows)
-                    #expect(reader.confirmed == pieces.last?.endLSN)
+                    // The commit's end, or a later idle position the consumer confirmed after it.
+                    #expect(reader.confirmed >= pieces.last?.endLSN ?? .zero)
                 }
             }
             #expect(streamed > 0, "the transaction went through the streaming protocol")

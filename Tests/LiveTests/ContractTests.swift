@@ -1,0 +1,453 @@
+import Capture
+import Foundation
+import Indexing
+import Logging
+import Postgres
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+@testable import Sync
+
+/// What differs between an entity's exported documents and its source rows rendered through the
+/// same template: ids missing from the index, ids in the index with no row, and stale documents.
+struct Drift: CustomStringConvertible {
+    var missing: [String] = []
+    var extra: [String] = []
+    var stale: [String] = []
+    var isEmpty: Bool { missing.isEmpty && extra.isEmpty && stale.isEmpty }
+    var description: String { "missing \(missing.prefix(10)), extra \(extra.prefix(10)), stale \(stale.prefix(10))" }
+}
+
+/// Every document of `entity`, by id.
+func exportAll(_ store: any IndexStore, entity: String) async throws -> [String: ExportedDocument] {
+    var exported: [String: ExportedDocument] = [:]
+    var after: String?
+    while true {
+        let page = try await store.export(entity: entity, after: after, limit: 1_000)
+        if page.isEmpty { break }
+        for document in page { exported[document.id] = document }
+        after = page.last?.id
+    }
+    return exported
+}
+
+/// Compares the index with the rows of `sql`, whose first column is the document id and whose other
+/// columns are named as the template and metadata use them.
+func drift(
+    _ db: TestDatabase, _ store: any IndexStore, entity: String, sql: String, template: String, metadata: [String] = []
+) async throws -> Drift {
+    let contentTemplate = try ContentTemplate(template)
+    let result = try await db.connection.query(sql)
+    var expected: [String: (content: String, metadata: [String: String?])] = [:]
+    for row in result.rows {
+        var values: [String: String?] = [:]
+        for (index, column) in result.columns.enumerated().dropFirst() { values[column.name] = row[index] }
+        var meta: [String: String?] = [:]
+        for column in metadata { meta[column] = values[column] ?? nil }
+        expected[row[0] ?? ""] = (contentTemplate.render(values), meta)
+    }
+    let exported = try await exportAll(store, entity: entity)
+    var drift = Drift()
+    drift.missing = expected.keys.filter { exported[$0] == nil }.sorted()
+    drift.extra = exported.keys.filter { expected[$0] == nil }.sorted()
+    drift.stale = expected.compactMap { id, value -> String? in
+        guard let document = exported[id] else { return nil }
+        let same = document.content == value.content && document.metadata == value.metadata
+            && document.contentHash == EntityMapping.hash(value.content)
+        return same ? nil : id
+    }.sorted()
+    return drift
+}
+
+/// The holes found in the fidelity contract by review; each test is named after its case and failed
+/// before its fix.
+@Suite(.serialized) struct ContractTests {
+    static let products = AgentConfiguration.Entity(
+        name: "product", table: TableName(schema: "public", name: "products"), content: "{{name}}\n{{description}}",
+        metadata: ["price"])
+    static let productsSQL = "SELECT id::text, name, description, price::text AS price FROM products"
+
+    func createProducts(_ db: TestDatabase, rows: Int) async throws {
+        try await db.exec("""
+            CREATE TABLE products (id int PRIMARY KEY, name text NOT NULL, description text, price numeric, stock int DEFAULT 0);
+            INSERT INTO products SELECT g, 'product ' || g, 'description of ' || g, g, 0 FROM generate_series(1, \(rows)) g;
+            """)
+    }
+
+    func productDrift(_ db: TestDatabase, _ store: any IndexStore) async throws -> Drift {
+        try await drift(db, store, entity: "product", sql: Self.productsSQL, template: Self.products.content, metadata: ["price"])
+    }
+
+    // MARK: 1
+
+    @Test(arguments: LiveServer.all)
+    func truncateAndReloadInOneTransactionKeepsEveryRow(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await createProducts(db, rows: 200)
+            var configuration = db.agentConfiguration(entities: [Self.products])
+            configuration.pipeline.batchSize = 50
+            let embedder = CountingEmbedder()
+            try await withAgent(configuration, embedder: embedder) { _, store in
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                #expect(try await store.count(entity: "product") == 200)
+                try await db.exec("""
+                    BEGIN;
+                    CREATE TEMP TABLE saved ON COMMIT DROP AS SELECT * FROM products;
+                    TRUNCATE products;
+                    INSERT INTO products SELECT * FROM saved;
+                    COMMIT;
+                    """)
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                let reloaded = try await productDrift(db, store)
+                #expect(reloaded.isEmpty, "after truncate-and-reload: \(reloaded)")
+                #expect(try await store.count(entity: "product") == 200)
+
+                // Across batches: deletes committed, then the same rows inserted again at once.
+                for _ in 0..<5 {
+                    try await db.exec("""
+                        CREATE TEMP TABLE IF NOT EXISTS saved2 AS SELECT * FROM products WHERE id <= 120;
+                        DELETE FROM products WHERE id <= 120;
+                        """)
+                    try await db.exec("INSERT INTO products SELECT * FROM saved2; DROP TABLE saved2;")
+                }
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                let again = try await productDrift(db, store)
+                #expect(again.isEmpty, "after delete then re-insert: \(again)")
+            }
+        }
+    }
+
+    // MARK: 3
+
+    @Test(arguments: LiveServer.all)
+    func slotLostDuringABackfillIsHealedByAFullReload(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await createProducts(db, rows: 60_000)
+            try await db.exec("ANALYZE products")
+            var configuration = db.agentConfiguration(entities: [Self.products])
+            configuration.backfill.chunkDuration = .milliseconds(20)
+            // Stop the agent in the middle of its initial load.
+            try await withAgent(configuration, waitForLoad: false) { _, store in
+                let deadline = ContinuousClock.now + .seconds(60)
+                while ContinuousClock.now < deadline {
+                    if let job = try await store.jobs(entity: "product").first, job.processed >= 5_000 { break }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+            }
+            let store = try Agent.openStore(configuration, logger: testLogger)
+            let interrupted = try #require(try await store.jobs(entity: "product").first)
+            #expect(interrupted.status != .completed, "stopped mid-load at \(interrupted.processed) rows")
+            // Changes while the slot is gone: an insert, an update behind the cursor, a delete behind it.
+            try await db.exec("SELECT pg_drop_replication_slot('\(db.name)')")
+            try await db.exec("""
+                INSERT INTO products VALUES (100001, 'inserted while away', 'x', 1);
+                UPDATE products SET description = 'updated while away' WHERE id = 3;
+                DELETE FROM products WHERE id = 4;
+                """)
+            try await withAgent(configuration) { _, store in
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                let healed = try await productDrift(db, store)
+                #expect(healed.isEmpty, "after the gap: \(healed)")
+                let jobs = try await store.jobs(entity: "product")
+                #expect(jobs.first { $0.id == interrupted.id }?.status == .cancelled, "the job of the lost slot is not resumed")
+            }
+        }
+    }
+
+    @Test(arguments: LiveServer.all)
+    func indexRestoredFromABackupIsHealedByAFullReload(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await createProducts(db, rows: 300)
+            let directory = NSTemporaryDirectory() + "tidemark-backup-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let configuration = db.agentConfiguration(entities: [Self.products], indexPath: directory + "/index.db")
+            try await withAgent(configuration) { _, store in try await waitForCheckpoint(store, try await db.currentLSN()) }
+            // A backup of the index (the agent is stopped, so the file is consistent).
+            for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: directory + "/index.db" + suffix) {
+                try FileManager.default.copyItem(atPath: directory + "/index.db" + suffix, toPath: directory + "/backup.db" + suffix)
+            }
+            try await withAgent(configuration) { _, store in
+                try await db.exec("UPDATE products SET description = 'after the backup' WHERE id <= 10; DELETE FROM products WHERE id > 290;")
+                try await waitForCheckpoint(store, try await db.currentLSN())
+            }
+            // Restore the backup: the slot has confirmed positions this index never saw.
+            for suffix in ["", "-wal", "-shm"] {
+                try? FileManager.default.removeItem(atPath: directory + "/index.db" + suffix)
+                if FileManager.default.fileExists(atPath: directory + "/backup.db" + suffix) {
+                    try FileManager.default.copyItem(atPath: directory + "/backup.db" + suffix, toPath: directory + "/index.db" + suffix)
+                }
+            }
+            let restored = try Agent.openStore(configuration, logger: testLogger)
+            let oldIncarnation = try await restored.state("slot.incarnation")
+            try await withAgent(configuration, waitForLoad: false) { _, store in
+                let deadline = ContinuousClock.now + .seconds(60)
+                while try await store.state("slot.incarnation") == oldIncarnation, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                try await waitForLoaded(store, ["product"])
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                let healed = try await productDrift(db, store)
+                #expect(healed.isEmpty, "after restoring a backup: \(healed)")
+            }
+        }
+    }
+
+    @Test(arguments: LiveServer.first)
+    func aCleanRestartAfterIdleTimeIsNotMistakenForAGap(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await createProducts(db, rows: 50)
+            let configuration = db.agentConfiguration(entities: [Self.products])
+            try await withAgent(configuration) { _, store in
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                // WAL that is not ours moves on while the agent idles (another table, not published).
+                try await db.exec("CREATE TABLE unrelated (x int)")
+                for round in 0..<5 {
+                    try await db.exec("INSERT INTO unrelated VALUES (\(round))")
+                    try await Task.sleep(for: .milliseconds(300))
+                }
+                try await waitForCheckpoint(store, try await db.currentLSN())
+            }
+            let store = try Agent.openStore(configuration, logger: testLogger)
+            let incarnation = try await store.state("slot.incarnation")
+            let jobs = try await store.jobs().count
+            try await withAgent(configuration) { _, store in
+                try await db.exec("UPDATE products SET name = 'after restart' WHERE id = 1")
+                try await waitForCheckpoint(store, try await db.currentLSN())
+            }
+            #expect(try await store.state("slot.incarnation") == incarnation, "the same slot went on")
+            #expect(try await store.jobs().count == jobs, "no reload was queued")
+            #expect(try await productDrift(db, store).isEmpty)
+        }
+    }
+
+    // MARK: 4
+
+    @Test func rebuildChunkRowsDeletedInTheSameBatchStayDeleted() {
+        var batch = PendingBatch()
+        let key = PendingBatch.Key(entity: "product", id: "7")
+        batch.upsertTargeted(key, generation: 2, values: ["name": .text("seven")], lsn: LSN(100))
+        batch.delete(key, lsn: LSN(200))
+        #expect(batch.targeted[key] == nil, "a delete after the chunk's high watermark removes the chunk row")
+        batch.upsertTargeted(key, generation: 2, values: ["name": .text("seven")], lsn: LSN(300))
+        batch.upsert(key, values: ["name": .text("seven, edited")], lsn: LSN(400))
+        #expect(batch.targeted[key] == nil, "a newer stream version replaces the chunk row in every generation")
+    }
+
+    @Test(arguments: LiveServer.first)
+    func rebuildUnderConcurrentDeletesResurrectsNothing(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await createProducts(db, rows: 20_000)
+            var configuration = db.agentConfiguration(entities: [Self.products])
+            configuration.backfill.chunkDuration = .milliseconds(10)
+            configuration.pipeline.batchDelay = .milliseconds(100)
+            try await withAgent(configuration) { _, store in
+                var job = JobRecord(id: JobRecord.newID(), entity: "product", kind: .rebuild)
+                try await store.saveJob(job)
+                // Delete and re-key rows just behind the rebuild's cursor while it runs.
+                var random = SplitMix64(seed: 4)
+                let deadline = ContinuousClock.now + .seconds(90)
+                while ContinuousClock.now < deadline {
+                    job = try #require(try await store.job(job.id))
+                    if job.status == .completed { break }
+                    let cursor = Int(job.cursor?.first.flatMap { $0 } ?? "0") ?? 0
+                    let id = cursor + Int(random.next() % 2_000)
+                    try await db.exec("DELETE FROM products WHERE id = \(id); UPDATE products SET id = id + 100000 WHERE id = \(id + 1);")
+                }
+                #expect(job.status == .completed)
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                let after = try await productDrift(db, store)
+                #expect(after.isEmpty, "after a rebuild under deletes: \(after)")
+            }
+        }
+    }
+
+    // MARK: 5
+
+    @Test(arguments: LiveServer.first)
+    func deadLetterRetryRunsThroughTheAgentAsAnIdsJob(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await createProducts(db, rows: 20)
+            let configuration = db.agentConfiguration(entities: [Self.products])
+            let embedder = CountingEmbedder(poison: "POISON", failures: 3)  // the pair, then each alone
+            try await withAgent(configuration, embedder: embedder) { _, store in
+                try await db.exec("UPDATE products SET name = 'POISON pill' WHERE id IN (5, 6)")
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                #expect(try await store.deadLetters(entity: "product").map(\.id) == ["5", "6"])
+                // Row 6 goes away before the retry runs: the retry must not bring it back.
+                try await db.exec("DELETE FROM products WHERE id = 6")
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                let jobs = try await DeadLetterRetry.queue(try await store.deadLetters(entity: nil), store: store)
+                #expect(jobs.count == 1 && jobs.first?.kind == .ids)
+                let job = try #require(jobs.first)
+                let deadline = ContinuousClock.now + .seconds(30)
+                while try await store.job(job.id)?.status != .completed, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                #expect(try await store.deadLetters(entity: nil).isEmpty)
+                let after = try await productDrift(db, store)
+                #expect(after.isEmpty, "after the retry: \(after)")
+            }
+        }
+    }
+
+    // MARK: 6
+
+    @Test(arguments: LiveServer.all)
+    func twoEntitiesOnOneTableWithDifferentKeysFollowKeyChangesAndDeletes(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await db.exec("""
+                CREATE TABLE parts (id int PRIMARY KEY, sku text NOT NULL UNIQUE, label text);
+                ALTER TABLE parts REPLICA IDENTITY FULL;
+                INSERT INTO parts SELECT g, 'sku-' || g, 'part ' || g FROM generate_series(1, 50) g;
+                """)
+            let byID = AgentConfiguration.Entity(name: "part", table: TableName(schema: "public", name: "parts"), content: "{{label}} {{sku}}")
+            let bySKU = AgentConfiguration.Entity(
+                name: "part_by_sku", table: TableName(schema: "public", name: "parts"), content: "{{label}} #{{id}}", key: ["sku"])
+            let configuration = db.agentConfiguration(entities: [byID, bySKU])
+            try await withAgent(configuration) { _, store in
+                try await db.exec("UPDATE parts SET sku = 'renamed-' || id WHERE id <= 5")
+                try await db.exec("UPDATE parts SET id = id + 1000 WHERE id BETWEEN 6 AND 8")
+                try await db.exec("DELETE FROM parts WHERE id IN (9, 10)")
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                let ids = try await drift(db, store, entity: "part", sql: "SELECT id::text, label, sku FROM parts", template: byID.content)
+                let skus = try await drift(db, store, entity: "part_by_sku", sql: "SELECT sku, label, id::text AS id FROM parts", template: bySKU.content)
+                #expect(ids.isEmpty, "keyed by id: \(ids)")
+                #expect(skus.isEmpty, "keyed by sku: \(skus)")
+            }
+        }
+    }
+
+    // MARK: 8
+
+    @Test(arguments: LiveServer.all)
+    func staleContentIsNeverWrittenAfterAFailedEmbedding(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await db.exec("""
+                CREATE TABLE articles (id int PRIMARY KEY, title text, body text, views int DEFAULT 0);
+                ALTER TABLE articles ALTER COLUMN body SET STORAGE EXTERNAL;
+                """)
+            let body = String(repeating: "long body text ", count: 1_000)
+            let entity = AgentConfiguration.Entity(
+                name: "article", table: TableName(schema: "public", name: "articles"), content: "{{title}}: {{body}}", metadata: ["views"])
+            let configuration = db.agentConfiguration(entities: [entity])
+            let embedder = CountingEmbedder(poison: "POISON", failures: 1_000)
+            let sql = "SELECT id::text, title, body, views::text AS views FROM articles"
+            try await withAgent(configuration, embedder: embedder) { _, store in
+                try await db.connection.query("INSERT INTO articles VALUES (1, 'first', $1)", [body])
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                // The new body cannot be embedded: a dead letter, the old document stays.
+                try await db.connection.query("UPDATE articles SET body = $1 WHERE id = 1", ["POISON " + body])
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                #expect(try await store.deadLetters(entity: "article").map(\.id) == ["1"])
+                // A metadata-only update: the body arrives as unchanged TOAST. It must not be taken
+                // from the old document, which is not the row's latest version.
+                try await db.exec("UPDATE articles SET views = 5 WHERE id = 1")
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                let document = try #require(try await store.export(entity: "article", after: nil, limit: 1).first)
+                #expect(!(document.content == "first: " + body && document.metadata["views"] == "5"), "stale content written as current")
+                #expect(try await store.deadLetters(entity: "article").map(\.id) == ["1"], "the row is still failing")
+            }
+            // Once the provider accepts it, the retry indexes the latest version.
+            try await withAgent(configuration) { _, store in
+                let jobs = try await DeadLetterRetry.queue(try await store.deadLetters(entity: nil), store: store)
+                let job = try #require(jobs.first)
+                let deadline = ContinuousClock.now + .seconds(30)
+                while try await store.job(job.id)?.status != .completed, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                let after = try await drift(db, store, entity: "article", sql: sql, template: entity.content, metadata: ["views"])
+                #expect(after.isEmpty, "after the retry: \(after)")
+            }
+        }
+    }
+
+    // MARK: 9
+
+    @Test(arguments: LiveServer.first)
+    func aFailedToastRereadBecomesADeadLetterNotAStop(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await db.exec("""
+                CREATE TABLE articles (id int PRIMARY KEY, title text, body text, views int DEFAULT 0);
+                ALTER TABLE articles ALTER COLUMN body SET STORAGE EXTERNAL;
+                """)
+            try await createProducts(db, rows: 10)
+            let body = String(repeating: "long body text ", count: 1_000)
+            let entity = AgentConfiguration.Entity(
+                name: "article", table: TableName(schema: "public", name: "articles"), content: "{{title}}: {{body}}", metadata: ["views"])
+            let configuration = db.agentConfiguration(entities: [entity, Self.products])
+            let embedder = CountingEmbedder(poison: "POISON", failures: 1_000)
+            try await withAgent(configuration, embedder: embedder) { _, store in
+                // No document for row 1 (its embedding failed), so an unchanged TOAST body must be re-read…
+                try await db.connection.query("INSERT INTO articles VALUES (1, 'POISON', $1)", [body])
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                // …and the re-read fails: the column is gone by the time the agent reads the row.
+                try await db.exec("UPDATE articles SET views = 5, title = 'fine' WHERE id = 1")
+                try await db.exec("ALTER TABLE articles RENAME COLUMN body TO body_renamed")
+                try await db.exec("UPDATE products SET name = 'still flowing' WHERE id = 1")
+                try await waitForCheckpoint(store, try await db.currentLSN(), timeout: .seconds(30))
+                let letters = try await store.deadLetters(entity: "article")
+                #expect(letters.map(\.id) == ["1"])
+                let products = try await store.export(entity: "product", after: nil, limit: 1)
+                #expect(products.first?.content.hasPrefix("still flowing") == true)
+            }
+        }
+    }
+
+    // MARK: 13
+
+    @Test(arguments: LiveServer.all)
+    func shutdownConfirmsTheLastAppliedPositionToTheServer(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await createProducts(db, rows: 10)
+            var configuration = db.agentConfiguration(entities: [Self.products])
+            configuration.pipeline.batchDelay = .milliseconds(300)
+            try await withAgent(configuration) { _, store in
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                try await db.exec("UPDATE products SET name = 'last words' WHERE id = 1")
+                // Shut down while the last batch waits for its batch delay.
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let store = try Agent.openStore(configuration, logger: testLogger)
+            let checkpoint = try #require(try await store.state("checkpoint").flatMap { LSN($0) })
+            let confirmed = try #require(try await db.scalar(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", [db.name]).flatMap { LSN($0) })
+            #expect(try await store.export(entity: "product", after: nil, limit: 1).first?.content.hasPrefix("last words") == true)
+            #expect(confirmed == checkpoint, "the server was told the last durable position (\(confirmed) vs \(checkpoint))")
+        }
+    }
+
+    // MARK: 15
+
+    @Test(arguments: LiveServer.first)
+    func heartbeatReconnectsAfterItsConnectionIsKilled(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await createProducts(db, rows: 5)
+            let configuration = db.agentConfiguration(entities: [Self.products])
+            try await withAgent(configuration) { _, _ in
+                func heartbeatPIDs() async throws -> [String] {
+                    try await db.connection.query(
+                        "SELECT pid::text FROM pg_stat_activity WHERE datname = $1 AND application_name = 'tidemark-heartbeat'", [db.name]
+                    ).rows.compactMap { $0[0] }
+                }
+                var deadline = ContinuousClock.now + .seconds(10)
+                var first: [String] = []
+                while first.isEmpty, ContinuousClock.now < deadline {
+                    first = try await heartbeatPIDs()
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(first.count == 1, "the heartbeat runs on a connection of its own")
+                try await db.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(db.name)' AND application_name = 'tidemark-heartbeat'")
+                deadline = ContinuousClock.now + .seconds(10)
+                var second: [String] = []
+                while (second.isEmpty || second == first), ContinuousClock.now < deadline {
+                    second = try await heartbeatPIDs()
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(!second.isEmpty && second != first, "a new heartbeat connection replaced the killed one")
+            }
+        }
+    }
+}
