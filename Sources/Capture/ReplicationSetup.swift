@@ -37,7 +37,9 @@ public struct ReplicationSetup: Sendable {
     }
 
     /// Checks `wal_level`, then makes the publication contain exactly the configured tables and
-    /// publish inserts, updates, deletes and truncates.
+    /// publish inserts, updates, deletes and truncates, with `publish_via_partition_root = false`:
+    /// with the option, a `TRUNCATE` of one partition is not published at all (see ``PartitionMap``).
+    /// An existing publication with the option on is changed, and that is logged.
     public func ensurePublication(on connection: PostgresConnection) async throws {
         let level = try await connection.query("SELECT current_setting('wal_level')").rows.first?.first ?? nil
         guard level == "logical" else {
@@ -46,21 +48,31 @@ public struct ReplicationSetup: Sendable {
                 "wal_level is '\(level ?? "unknown")' on the source; logical replication needs wal_level = logical (set it in postgresql.conf and restart PostgreSQL)")
         }
         let name = PostgresConnection.quoteIdentifier(configuration.publicationName)
-        let tableList = configuration.tables.map(\.quoted).joined(separator: ", ")
+        // ONLY: an inheritance parent's children are tables of their own. Without it they join the
+        // publication, and then every UPDATE through the parent fails on a child without a replica
+        // identity — the application would break. Partitions of a partitioned table are published
+        // either way.
+        let tableList = configuration.tables.map { "ONLY " + $0.quoted }.joined(separator: ", ")
         let existing = try await connection.query(
-            "SELECT pubinsert AND pubupdate AND pubdelete AND pubtruncate, puballtables FROM pg_publication WHERE pubname = $1",
+            "SELECT pubinsert AND pubupdate AND pubdelete AND pubtruncate, puballtables, pubviaroot FROM pg_publication WHERE pubname = $1",
             [configuration.publicationName])
         if existing.rows.isEmpty {
             let target = configuration.tables.isEmpty ? "" : " FOR TABLE \(tableList)"
-            try await connection.query("CREATE PUBLICATION \(name)\(target)")
+            try await connection.query("CREATE PUBLICATION \(name)\(target) WITH (publish_via_partition_root = false)")
             logger.info("publication created", metadata: ["publication.name": "\(configuration.publicationName)"])
             return
         }
         if existing.rows[0][1] == "t" {
             logger.info("publication covers all tables", metadata: ["publication.name": "\(configuration.publicationName)"])
         } else {
+            // The members themselves (pg_publication_tables lists a partitioned table's leaves instead).
             let rows = try await connection.query(
-                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", [configuration.publicationName])
+                """
+                SELECT n.nspname, c.relname FROM pg_publication_rel r
+                  JOIN pg_publication p ON p.oid = r.prpubid
+                  JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE p.pubname = $1
+                """, [configuration.publicationName])
             let current = Set(rows.rows.compactMap { row in
                 row[0].flatMap { schema in row[1].map { TableName(schema: schema, name: $0) } }
             })
@@ -77,6 +89,12 @@ public struct ReplicationSetup: Sendable {
         }
         if existing.rows[0][0] != "t" {
             try await connection.query("ALTER PUBLICATION \(name) SET (publish = 'insert, update, delete, truncate')")
+        }
+        if existing.rows[0][2] == "t" {
+            try await connection.query("ALTER PUBLICATION \(name) SET (publish_via_partition_root = false)")
+            logger.warning(
+                "publication had publish_via_partition_root = true, under which a TRUNCATE of one partition is never published; set it to false (changes now arrive under each partition's name, which tidemark maps to the partitioned table)",
+                metadata: ["publication.name": "\(configuration.publicationName)"])
         }
     }
 

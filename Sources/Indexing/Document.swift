@@ -17,11 +17,15 @@ public struct Document: Sendable, Equatable {
     public var sourceValues: [String: String?]
     /// The commit LSN of the row version this document reflects.
     public var lsn: LSN
+    /// For a partitioned table: the OID (as text) of the leaf partition holding the row, so that a
+    /// `TRUNCATE` of that partition removes exactly its documents. `nil` otherwise.
+    public var partition: String?
 
     public init(
         entity: String, id: String, content: String, contentHash: String, metadata: [String: String?],
-        sourceValues: [String: String?], lsn: LSN
+        sourceValues: [String: String?], lsn: LSN, partition: String? = nil
     ) {
+        self.partition = partition
         self.entity = entity
         self.id = id
         self.content = content
@@ -38,12 +42,15 @@ public struct StoredDocumentState: Sendable, Equatable {
     public var model: String
     public var sourceValues: [String: String?]
     public var lsn: LSN
+    /// The leaf partition the stored document's row was in (see ``Document/partition``).
+    public var partition: String?
     /// Whether the stored document is the row's latest known version. `false` when a later change of
     /// the row failed (it is in the dead letters): its source values must then not stand in for
     /// unchanged TOAST values, since the row has moved on.
     public var isLatest: Bool
 
-    public init(contentHash: String, model: String, sourceValues: [String: String?], lsn: LSN, isLatest: Bool = true) {
+    public init(contentHash: String, model: String, sourceValues: [String: String?], lsn: LSN, partition: String? = nil, isLatest: Bool = true) {
+        self.partition = partition
         self.contentHash = contentHash
         self.model = model
         self.sourceValues = sourceValues
@@ -99,6 +106,9 @@ public struct IndexBatch: Sendable {
     public var deletes: [String: [String]] = [:]
     /// Entities whose every document is removed (TRUNCATE), before the upserts of this batch.
     public var truncates: [String] = []
+    /// Partitions whose documents are removed (TRUNCATE of one partition): entity → partition OIDs,
+    /// after ``truncates`` and before the deletes and upserts of this batch.
+    public var partitionTruncates: [String: [String]] = [:]
     /// Rows that failed, to record.
     public var deadLetters: [DeadLetter] = []
     /// Keys that succeeded and so leave the dead-letter list: entity → ids.
@@ -118,7 +128,7 @@ public struct IndexBatch: Sendable {
     public init() {}
 
     public var isEmpty: Bool {
-        upserts.isEmpty && deletes.isEmpty && truncates.isEmpty && deadLetters.isEmpty && resolved.isEmpty && sweepBefore.isEmpty && jobs.isEmpty && targetedUpserts.isEmpty && generationSweeps.isEmpty && generationChanges.isEmpty
+        upserts.isEmpty && deletes.isEmpty && truncates.isEmpty && partitionTruncates.isEmpty && deadLetters.isEmpty && resolved.isEmpty && sweepBefore.isEmpty && jobs.isEmpty && targetedUpserts.isEmpty && generationSweeps.isEmpty && generationChanges.isEmpty
     }
 }
 

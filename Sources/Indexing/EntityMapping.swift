@@ -44,7 +44,7 @@ public struct EntityMapping: Sendable {
     ///
     /// - Throws: ``IndexingError`` `render` when a column the template or metadata needs is missing
     ///   from `values` (for example an unchanged TOAST value whose previous value is unknown).
-    public func document(id: String, values: [String: String?], lsn: LSN) throws(IndexingError) -> Document {
+    public func document(id: String, values: [String: String?], lsn: LSN, partition: String? = nil) throws(IndexingError) -> Document {
         var source: [String: String?] = [:]
         for column in sourceColumns {
             guard let value = values[column] else {
@@ -57,7 +57,7 @@ public struct EntityMapping: Sendable {
         for column in metadataColumns { metadata[column] = source[column] ?? nil }
         return Document(
             entity: name, id: id, content: content, contentHash: Self.hash(content), metadata: metadata,
-            sourceValues: source, lsn: lsn)
+            sourceValues: source, lsn: lsn, partition: partition)
     }
 
     /// Hex SHA-256 of the content.

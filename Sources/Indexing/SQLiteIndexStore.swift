@@ -88,6 +88,11 @@ public final class SQLiteIndexStore: IndexStore {
                 PRIMARY KEY (entity, id)
             ) WITHOUT ROWID;
             """)
+        // Files from before partitions: the leaf partition of each document's row (NULL: unknown).
+        let current = try Row.fetchAll(db, sql: "PRAGMA table_info(documents)").map { row -> String in row["name"] }
+        if !current.contains("partition") {
+            try db.execute(sql: "ALTER TABLE documents ADD COLUMN partition TEXT")
+        }
         if try db.tableExists("documents_v1") {
             try db.execute(sql: """
                 INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at)
@@ -129,6 +134,10 @@ public final class SQLiteIndexStore: IndexStore {
                 for entity in batch.truncates {
                     try db.execute(sql: "DELETE FROM documents WHERE entity = ?", arguments: [entity])
                 }
+                for (entity, partitions) in batch.partitionTruncates {
+                    let statement = try db.cachedStatement(sql: "DELETE FROM documents WHERE entity = ? AND partition = ?")
+                    for partition in partitions { try statement.execute(arguments: [entity, partition]) }
+                }
                 for (entity, ids) in batch.deletes {
                     let statement = try db.cachedStatement(sql: "DELETE FROM documents WHERE entity = ? AND id = ?")
                     for id in ids { try statement.execute(arguments: [entity, id]) }
@@ -141,23 +150,25 @@ public final class SQLiteIndexStore: IndexStore {
                     return found
                 }
                 let insert = try db.cachedStatement(sql: """
-                    INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at, partition)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (entity, id, generation) DO UPDATE SET
                         content = excluded.content, content_hash = excluded.content_hash,
                         metadata = excluded.metadata, source = excluded.source, model = excluded.model,
-                        vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at
+                        vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at,
+                        partition = excluded.partition
                     """)
                 // Same content and model as a stored row: take that row's vector (from any generation).
                 let copyVector = try db.cachedStatement(sql: """
-                    INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at)
-                    SELECT entity, ?, id, ?, content_hash, ?, ?, model, vector, ?, ? FROM documents
+                    INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at, partition)
+                    SELECT entity, ?, id, ?, content_hash, ?, ?, model, vector, ?, ?, ? FROM documents
                      WHERE entity = ? AND id = ? AND content_hash = ? AND model = ?
                      ORDER BY generation = ? DESC LIMIT 1
                     ON CONFLICT (entity, id, generation) DO UPDATE SET
                         content = excluded.content, content_hash = excluded.content_hash,
                         metadata = excluded.metadata, source = excluded.source, model = excluded.model,
-                        vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at
+                        vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at,
+                        partition = excluded.partition
                     """)
                 var vectorless = Set<MissingStoredVectors.Key>()
                 func write(_ upsert: EmbeddedDocument, into targets: [Int]) throws {
@@ -169,11 +180,11 @@ public final class SQLiteIndexStore: IndexStore {
                         if let vector = upsert.vector {
                             try insert.execute(arguments: [
                                 document.entity, generation, document.id, document.content, document.contentHash, metadata, source,
-                                upsert.model, Self.blob(vector), lsn, now,
+                                upsert.model, Self.blob(vector), lsn, now, document.partition,
                             ])
                         } else {
                             try copyVector.execute(arguments: [
-                                generation, document.content, metadata, source, lsn, now, document.entity, document.id,
+                                generation, document.content, metadata, source, lsn, now, document.partition, document.entity, document.id,
                                 document.contentHash, upsert.model, generation,
                             ])
                             // The stored vector is gone (deleted or truncated since the pipeline
@@ -334,7 +345,7 @@ public final class SQLiteIndexStore: IndexStore {
                 let rows = try Row.fetchCursor(
                     db,
                     sql: """
-                        SELECT id, content_hash, model, source, lsn,
+                        SELECT id, content_hash, model, source, lsn, partition,
                                EXISTS (SELECT 1 FROM dead_letters d WHERE d.entity = documents.entity AND d.id = documents.id)
                           FROM documents WHERE entity = ? AND id IN (\(placeholders))
                          ORDER BY \(Self.activeGeneration) ASC
@@ -342,10 +353,10 @@ public final class SQLiteIndexStore: IndexStore {
                     arguments: StatementArguments([entity] + slice + [entity]))
                 while let row = try rows.next() {
                     let lsn: Int64 = row[4]
-                    let failedSince: Bool = row[5]
+                    let failedSince: Bool = row[6]
                     result[row[0]] = StoredDocumentState(
                         contentHash: row[1], model: row[2], sourceValues: Self.decodeJSON(row[3]), lsn: LSN(UInt64(bitPattern: lsn)),
-                        isLatest: !failedSince)
+                        partition: row[5], isLatest: !failedSince)
                 }
             }
             return result

@@ -21,6 +21,8 @@ public final class Agent: Service, Sendable {
     /// Set on graceful shutdown: the reader's last calls flush, so the final status update confirms
     /// everything applied.
     private let draining = Mutex(false)
+    /// Leaf partitions of the partitioned entity tables, as last read from the catalog.
+    private let partitionMap = Mutex(PartitionMap())
 
     /// What the agent is doing, for status output.
     public struct Progress: Sendable {
@@ -100,6 +102,9 @@ public final class Agent: Service, Sendable {
                 self?.progress.withLock { $0.checkpoint = checkpoint }
             })
         pipelineStatistics.withLock { $0 = pipeline }
+        let partitions = try await PartitionMap.load(Array(Set(entities.map(\.table))).sorted(), on: connection)
+        partitionMap.withLock { $0 = partitions }
+        pipeline.updatePartitions(partitions)
         try await pipeline.run {
             try await stream(connection: connection, entities: entities, store: store, pipeline: pipeline, coordinator: coordinator)
         }
@@ -118,6 +123,7 @@ public final class Agent: Service, Sendable {
             logger: logger)
         try await setup.ensurePublication(on: connection)
         let start = try await prepareSlot(setup: setup, connection: connection, entities: entities, store: store)
+        try await reconcilePartitions(partitionMap.withLock { $0 }, entities: entities, store: store)
 
         var readerConfiguration = ReplicationReader.Configuration(
             connectionString: source.url, slotName: source.slot, publicationNames: [source.publication])
@@ -146,6 +152,11 @@ public final class Agent: Service, Sendable {
                 }
                 group.addTask {
                     try await self.heartbeat()
+                }
+                if !self.partitionMap.withLock({ $0.leaves.isEmpty }) {
+                    group.addTask {
+                        try await self.watchPartitions(connection: connection, entities: entities, store: store, pipeline: pipeline)
+                    }
                 }
                 group.addTask {
                     try await self.scheduleBackfills(entities: entities, store: store, coordinator: coordinator)
@@ -235,6 +246,56 @@ public final class Agent: Service, Sendable {
         return start
     }
 
+    /// Compares the leaf partitions of each partitioned entity with those recorded in the index. A
+    /// partition attached or detached since (no change in the stream tells) is healed with a full
+    /// backfill of the entity, whose sweep removes the rows of a detached partition and whose chunks
+    /// load those of an attached one.
+    private func reconcilePartitions(_ map: PartitionMap, entities: [EntityMapping], store: SQLiteIndexStore) async throws {
+        for entity in entities {
+            guard let leaves = map.leaves[entity.table] else { continue }
+            let current = leaves.map(\.oid).sorted().joined(separator: ",")
+            let key = "partitions.\(entity.name)"
+            let recorded = try await store.state(key)
+            guard recorded != current else { continue }
+            if recorded != nil {
+                let underway = try await store.activeJobs().contains { $0.entity == entity.name && $0.kind == .backfill }
+                if !underway {
+                    var job = JobRecord(id: JobRecord.newID(), entity: entity.name, kind: .backfill)
+                    job.lastError = nil
+                    try await store.saveJob(job)
+                    logger.warning(
+                        "partitions of \(entity.table) were attached or detached; backfilling the entity",
+                        metadata: ["job.id": "\(job.id)", "entity": "\(entity.name)", "partitions": "\(leaves.map(\.table))"])
+                }
+            }
+            try await store.apply(IndexBatch(), state: [key: current])
+        }
+    }
+
+    /// Reads the partition trees again now and then (`ATTACH`/`DETACH PARTITION` leave no trace in
+    /// the stream) and reconciles them.
+    private func watchPartitions(connection: PostgresConnection, entities: [EntityMapping], store: SQLiteIndexStore, pipeline: Pipeline) async throws {
+        let tables = Array(Set(entities.map(\.table))).sorted()
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: configuration.source.partitionCheckInterval)
+            } catch {
+                return
+            }
+            do {
+                let map = try await PartitionMap.load(tables, on: connection)
+                let changed = partitionMap.withLock { known -> Bool in
+                    defer { known = map }
+                    return known != map
+                }
+                if changed { pipeline.updatePartitions(map) }
+                try await reconcilePartitions(map, entities: entities, store: store)
+            } catch where !Task.isCancelled {
+                logger.warning("cannot read the partitions of the entity tables; will retry", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
     /// Cancels every unfinished job (a gap makes their progress meaningless); a rebuild's half-built
     /// generation is dropped, the live one keeps answering.
     private func supersedeJobs(store: SQLiteIndexStore, entities: [EntityMapping], reason: String) async throws {
@@ -282,9 +343,10 @@ public final class Agent: Service, Sendable {
                         continue
                     }
                     running.insert(job.id)
-                    let worker = BackfillWorker(
+                    var worker = BackfillWorker(
                         configuration: workerConfiguration, entity: entity, sourceURL: configuration.source.url, store: store,
                         coordinator: coordinator, runID: runID, logger: logger)
+                    worker.partitioned = self.partitionMap.withLock { $0.isPartitioned(entity.table) }
                     group.addTask {
                         defer { self.finishedWorkers.withLock { $0.append(job.id) } }
                         do {

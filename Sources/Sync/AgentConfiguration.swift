@@ -15,6 +15,9 @@ public struct AgentConfiguration: Sendable {
         /// How often an idle agent writes a heartbeat message so that the checkpoint and the slot
         /// advance. Default 10 s.
         public var heartbeatInterval: Duration = .seconds(10)
+        /// How often the partitions of partitioned entity tables are read again, to notice an
+        /// `ATTACH` or `DETACH PARTITION` (which the stream does not carry). Default 5 s.
+        public var partitionCheckInterval: Duration = .seconds(5)
 
         public var redactedURL: String { ConnectionString.redacted(url) }
 

@@ -41,11 +41,19 @@ final class BackfillCoordinator: Sendable {
         }
     }
 
+    /// One row of a chunk.
+    struct Row: Sendable {
+        var id: String
+        var values: [String: String?]
+        var partition: String?
+    }
+
     /// A chunk read by a worker, ready to be released at its high watermark.
     struct ChunkData: Sendable {
         var entity: String
-        /// Rows by document id, with the entity's select columns as text.
-        var rows: [(id: String, values: [String: String?])]
+        /// Rows by document id, with the entity's select columns as text (and, for a partitioned
+        /// table, the OID of the leaf partition holding the row).
+        var rows: [Row]
         /// For `ids` jobs: ids asked for but not found (their documents are removed).
         var missing: [String]
         var snapshot: Snapshot
@@ -58,7 +66,7 @@ final class BackfillCoordinator: Sendable {
     /// What the pipeline adds to its batch at a high watermark.
     struct Release: Sendable {
         var entity: String
-        var rows: [(id: String, values: [String: String?])]
+        var rows: [Row]
         var missing: [String]
         var job: JobRecord
         var dropped: Int
@@ -79,8 +87,9 @@ final class BackfillCoordinator: Sendable {
         var changes: [Change] = []
         var waiter: CheckedContinuation<Void, any Error>?
         var applied = false
-        /// Transactions that truncated the table while the chunk was open.
-        var truncatedBy: [UInt32] = []
+        /// Transactions that truncated the table (partition `nil`) or one of its partitions while the
+        /// chunk was open.
+        var truncatedBy: [(xid: UInt32, partition: String?)] = []
     }
 
     private struct State {
@@ -160,11 +169,12 @@ final class BackfillCoordinator: Sendable {
         }
     }
 
-    /// Records a TRUNCATE of `entity` in transaction `xid`: every row of open chunks counts as changed.
-    func observeTruncate(xid: UInt32, entity: String) {
+    /// Records a TRUNCATE of `entity` (or of one of its partitions) in transaction `xid`: every row
+    /// of open chunks (in that partition) counts as changed.
+    func observeTruncate(xid: UInt32, entity: String, partition: String? = nil) {
         state.withLock { state in
             for token in state.chunks.keys where state.chunks[token]?.entity == entity {
-                state.chunks[token]?.truncatedBy.append(xid)
+                state.chunks[token]?.truncatedBy.append((xid, partition))
             }
         }
     }
@@ -187,9 +197,14 @@ final class BackfillCoordinator: Sendable {
             case "H":
                 guard let data = chunk.data, chunk.windowOpen else { return nil }
                 let stale = Set(chunk.changes.filter { data.snapshot.isInvisible($0.xid) }.map(\.id))
-                // A truncate the chunk's snapshot did not see removes every row the chunk read.
-                let truncated = chunk.truncatedBy.contains { data.snapshot.isInvisible($0) }
-                let rows = truncated ? [] : data.rows.filter { !stale.contains($0.id) }
+                // A truncate the chunk's snapshot did not see removes every row the chunk read (in
+                // the truncated partition).
+                let invisible = chunk.truncatedBy.filter { data.snapshot.isInvisible($0.xid) }
+                let truncated = invisible.contains { $0.partition == nil }
+                let truncatedPartitions = Set(invisible.compactMap(\.partition))
+                let rows = truncated ? [] : data.rows.filter {
+                    !stale.contains($0.id) && !($0.partition.map(truncatedPartitions.contains) ?? false)
+                }
                 let missing = truncated ? [] : data.missing.filter { !stale.contains($0) }
                 chunk.windowOpen = false
                 chunk.changes = []

@@ -23,6 +23,9 @@ struct BackfillWorker: Sendable {
 
     let configuration: Configuration
     let entity: EntityMapping
+    /// The entity's table is partitioned: rows are read through it with their leaf partition's OID.
+    /// Otherwise rows are read `FROM ONLY` the table: inheritance children are tables of their own.
+    var partitioned = false
     let sourceURL: String
     let store: SQLiteIndexStore
     let coordinator: BackfillCoordinator
@@ -174,7 +177,7 @@ struct BackfillWorker: Sendable {
     // MARK: - Reading
 
     struct Chunk {
-        var rows: [(id: String, values: [String: String?])]
+        var rows: [BackfillCoordinator.Row]
         var missing: [String]
         var snapshot: BackfillCoordinator.Snapshot
         var cursor: [String?]?
@@ -187,7 +190,9 @@ struct BackfillWorker: Sendable {
         let list = columns.map(PostgresConnection.quoteIdentifier).joined(separator: ", ")
         let keys = entity.keyColumns.map(PostgresConnection.quoteIdentifier)
         let keyTuple = "(" + keys.joined(separator: ", ") + ")"
-        var sql = "SELECT \(list) FROM \(entity.table.quoted)"
+        var sql = partitioned
+            ? "SELECT \(list), tableoid::oid::text FROM \(entity.table.quoted)"
+            : "SELECT \(list) FROM ONLY \(entity.table.quoted)"
         var parameters: [String?] = []
         var wanted: [String] = []
         switch job.kind {
@@ -229,12 +234,13 @@ struct BackfillWorker: Sendable {
             throw SyncError(.initialLoad, "the server returned no transaction snapshot for a backfill chunk")
         }
         let keyPositions = entity.keyColumns.compactMap { columns.firstIndex(of: $0) }
-        var rows: [(id: String, values: [String: String?])] = []
+        var rows: [BackfillCoordinator.Row] = []
         rows.reserveCapacity(result.rows.count)
         for row in result.rows {
             var values: [String: String?] = [:]
             for (index, column) in columns.enumerated() { values[column] = row[index] }
-            rows.append((DocumentID.make(keyPositions.map { row[$0] }), values))
+            let partition = partitioned && row.count > columns.count ? row[columns.count] : nil
+            rows.append(.init(id: DocumentID.make(keyPositions.map { row[$0] }), values: values, partition: partition))
         }
         switch job.kind {
         case .backfill, .rebuild:

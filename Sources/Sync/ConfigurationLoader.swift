@@ -17,7 +17,7 @@ public struct ConfigurationLoader: Sendable {
     }
 
     static let sections: [String: Set<String>] = [
-        "source": ["url", "slot", "publication", "heartbeat_interval"],
+        "source": ["url", "slot", "publication", "heartbeat_interval", "partition_check_interval"],
         "index": ["kind", "path"],
         "embedder": ["kind"],
         "pipeline": ["batch_size", "batch_bytes", "batch_delay"],
@@ -139,6 +139,9 @@ public struct ConfigurationLoader: Sendable {
             source.publication = try identifier(publication, "source.publication")
         }
         if let interval = try duration(sourceMap, "source.heartbeat_interval", "heartbeat_interval") { source.heartbeatInterval = interval }
+        if let interval = try duration(sourceMap, "source.partition_check_interval", "partition_check_interval") {
+            source.partitionCheckInterval = interval
+        }
 
         let entitiesMap = root["entities"] as? [String: Any] ?? [:]
         guard !entitiesMap.isEmpty else {

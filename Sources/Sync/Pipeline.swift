@@ -59,6 +59,8 @@ public final class Pipeline: Sendable {
 
     public let configuration: Configuration
     private let entitiesByTable: [TableName: [EntityMapping]]
+    /// Leaf partitions of partitioned entity tables: changes arrive under the leaf's name.
+    private let partitions = Mutex(PartitionMap())
     private let entitiesByName: [String: EntityMapping]
     private let embedder: any Embedder
     private let store: any IndexStore
@@ -93,6 +95,8 @@ public final class Pipeline: Sendable {
         var truncated: [String: Int] = [:]
         /// Documents whose latest change failed in a batch not yet applied (it records the dead letter).
         var deadLettered: [PendingBatch.Key: Int] = [:]
+        /// Partitions truncated by a batch not yet applied: entity → partition → sequence.
+        var truncatedPartitions: [String: [String: Int]] = [:]
     }
 
     /// - Parameter onDurable: called with each checkpoint once the batch carrying it is committed
@@ -123,6 +127,34 @@ public final class Pipeline: Sendable {
 
     public var statistics: Statistics { counters.withLock { $0 } }
 
+    /// Replaces the known leaf partitions (read from the catalog at start, and again when the agent
+    /// notices an attach or detach).
+    public func updatePartitions(_ map: PartitionMap) {
+        partitions.withLock { $0 = map }
+    }
+
+    /// Learns the roots of tables in `events` that are neither entity tables nor known leaves: the
+    /// publication holds only entity tables, so such a table is a partition attached since the map
+    /// was read. Without this its changes would be dropped until the map is read again.
+    private func learnPartitions(_ events: [CaptureEvent]) async throws {
+        var unknown: [TableName: UInt32] = [:]
+        partitions.withLock { map in
+            for event in events {
+                guard case .transaction(let piece) = event else { continue }
+                for change in piece.changes where entitiesByTable[change.table] == nil && map.root(of: change.table) == nil {
+                    unknown[change.table] = change.schema.id
+                }
+            }
+        }
+        guard !unknown.isEmpty, let rowSource else { return }
+        let roots = Set(entitiesByTable.keys)
+        for (table, relation) in unknown {
+            guard let root = try await rowSource.partitionRoot(ofRelation: relation, among: roots) else { continue }
+            partitions.withLock { $0.add(.init(oid: String(relation), table: table), root: root) }
+            logger.info("new partition seen in the stream", metadata: ["table": "\(table)", "partition.root": "\(root)"])
+        }
+    }
+
     // MARK: - Input
 
     /// Feeds events from the replication reader, in order. Full batches are handed to the apply stage.
@@ -133,11 +165,13 @@ public final class Pipeline: Sendable {
             _ = try await submit()
             return
         }
+        try await learnPartitions(events)
+        let map = partitions.withLock { $0 }
         pending.withLock { batch in
             for event in events {
                 switch event {
                 case .transaction(let piece):
-                    for change in piece.changes { add(change, to: &batch) }
+                    for change in piece.changes { add(change, partitions: map, to: &batch) }
                     if piece.isFinal {
                         // Watermarks are transactional messages: they take effect at their commit.
                         for message in piece.messages { watermark(message, lsn: piece.endLSN, to: &batch) }
@@ -158,8 +192,9 @@ public final class Pipeline: Sendable {
     /// Feeds rows read outside replication (initial load, retries). `checkpoint`, when given, is
     /// recorded with the batch that contains the last of these changes.
     public func ingest(_ changes: [RowChange], checkpoint: LSN? = nil) async throws {
+        let map = partitions.withLock { $0 }
         pending.withLock { batch in
-            for change in changes { add(change, to: &batch) }
+            for change in changes { add(change, partitions: map, to: &batch) }
             if let checkpoint { batch.checkpoint = max(batch.checkpoint ?? .zero, checkpoint) }
         }
         try await submitIfFull()
@@ -177,9 +212,10 @@ public final class Pipeline: Sendable {
         for row in release.rows {
             let values = row.values.mapValues { $0.map(ColumnValue.text) ?? .null }
             if let generation = release.generation {
-                batch.upsertTargeted(.init(entity: release.entity, id: row.id), generation: generation, values: values, lsn: lsn)
+                batch.upsertTargeted(
+                    .init(entity: release.entity, id: row.id), generation: generation, values: values, lsn: lsn, partition: row.partition)
             } else {
-                batch.upsert(.init(entity: release.entity, id: row.id), values: values, lsn: lsn)
+                batch.upsert(.init(entity: release.entity, id: row.id), values: values, lsn: lsn, partition: row.partition)
             }
         }
         for id in release.missing { batch.delete(.init(entity: release.entity, id: id), lsn: lsn) }
@@ -187,13 +223,24 @@ public final class Pipeline: Sendable {
         batch.chunkTokens.append(token)
     }
 
-    private func add(_ change: RowChange, to batch: inout PendingBatch) {
-        guard let mappings = entitiesByTable[change.table] else { return }
+    private func add(_ change: RowChange, partitions: PartitionMap, to batch: inout PendingBatch) {
+        // A change of a leaf partition belongs to its partitioned root's entities.
+        var partition: String?
+        var mappings = entitiesByTable[change.table]
+        if mappings == nil, let root = partitions.root(of: change.table) {
+            mappings = entitiesByTable[root]
+            partition = String(change.schema.id)
+        }
+        guard let mappings else { return }
         let watching = coordinator?.isActive ?? false
         for entity in mappings {
             if change.operation == .truncate {
-                if watching { coordinator?.observeTruncate(xid: change.xid, entity: entity.name) }
-                batch.truncate(entity.name)
+                if watching { coordinator?.observeTruncate(xid: change.xid, entity: entity.name, partition: partition) }
+                if let partition {
+                    batch.truncate(entity.name, partition: partition)
+                } else {
+                    batch.truncate(entity.name)
+                }
                 continue
             }
             let (documentID, oldID) = ids(of: change, entity: entity)
@@ -205,17 +252,17 @@ public final class Pipeline: Sendable {
             case .truncate:
                 break
             case .delete:
-                batch.delete(.init(entity: entity.name, id: documentID), lsn: change.commitLSN)
+                batch.delete(.init(entity: entity.name, id: documentID), lsn: change.commitLSN, partition: partition)
             case .insert, .update:
                 guard let newValues = change.newValues else { continue }
-                if let oldID { batch.delete(.init(entity: entity.name, id: oldID), lsn: change.commitLSN) }
+                if let oldID { batch.delete(.init(entity: entity.name, id: oldID), lsn: change.commitLSN, partition: partition) }
                 var values: [String: ColumnValue] = [:]
                 for column in entity.selectColumns {
                     if let index = change.schema.index(of: column), index < newValues.count {
                         values[column] = newValues[index]
                     }
                 }
-                batch.upsert(.init(entity: entity.name, id: documentID), values: values, lsn: change.commitLSN)
+                batch.upsert(.init(entity: entity.name, id: documentID), values: values, lsn: change.commitLSN, partition: partition)
             }
         }
     }
@@ -317,6 +364,8 @@ public final class Pipeline: Sendable {
                 progress.overlay = progress.overlay.filter { $0.value.sequence > prepared.sequence }
                 progress.truncated = progress.truncated.filter { $0.value > prepared.sequence }
                 progress.deadLettered = progress.deadLettered.filter { $0.value > prepared.sequence }
+                progress.truncatedPartitions = progress.truncatedPartitions
+                    .mapValues { $0.filter { $0.value > prepared.sequence } }.filter { !$0.value.isEmpty }
                 let done = progress.waiters.filter { $0.sequence <= prepared.sequence }
                 progress.waiters.removeAll { $0.sequence <= prepared.sequence }
                 return done.map(\.continuation)
@@ -350,6 +399,12 @@ public final class Pipeline: Sendable {
                 progress.truncated[entity] = sequence
                 progress.overlay = progress.overlay.filter { $0.key.entity != entity }
             }
+            for (entity, partitions) in work.partitionTruncates {
+                for partition in partitions { progress.truncatedPartitions[entity, default: [:]][partition] = sequence }
+                progress.overlay = progress.overlay.filter { key, entry in
+                    key.entity != entity || !(entry.state?.partition.map(partitions.contains) ?? false)
+                }
+            }
             for (entity, ids) in work.deletes {
                 for id in ids { progress.overlay[.init(entity: entity, id: id)] = (sequence, nil) }
             }
@@ -357,7 +412,9 @@ public final class Pipeline: Sendable {
                 let document = upsert.document
                 progress.overlay[.init(entity: document.entity, id: document.id)] = (
                     sequence,
-                    StoredDocumentState(contentHash: document.contentHash, model: upsert.model, sourceValues: document.sourceValues, lsn: document.lsn)
+                    StoredDocumentState(
+                        contentHash: document.contentHash, model: upsert.model, sourceValues: document.sourceValues, lsn: document.lsn,
+                        partition: document.partition)
                 )
             }
             for letter in work.deadLetters {
@@ -396,7 +453,7 @@ public final class Pipeline: Sendable {
     /// neither — reading the overlay afterwards could miss a batch applied in between and see the
     /// store from before it.
     private func currentStates(entity: String, ids: [String]) async throws -> [String: StoredDocumentState] {
-        let (pending, truncatedInFlight, failed) = progress.withLock { progress in
+        let (pending, truncatedInFlight, truncatedPartitions, failed) = progress.withLock { progress in
             var pending: [String: (sequence: Int, state: StoredDocumentState?)] = [:]
             var failed: [String: Int] = [:]
             for id in ids {
@@ -404,10 +461,13 @@ public final class Pipeline: Sendable {
                 if let entry = progress.overlay[key] { pending[id] = entry }
                 if let sequence = progress.deadLettered[key] { failed[id] = sequence }
             }
-            return (pending, progress.truncated[entity] != nil, failed)
+            return (pending, progress.truncated[entity] != nil, Set(progress.truncatedPartitions[entity].map { Array($0.keys) } ?? []), failed)
         }
         // Truncated by a batch still in flight: only what was written after it counts.
         var states = truncatedInFlight ? [:] : try await store.storedStates(entity: entity, ids: ids)
+        if !truncatedPartitions.isEmpty {
+            states = states.filter { !($0.value.partition.map(truncatedPartitions.contains) ?? false) }
+        }
         for (id, entry) in pending { states[id] = entry.state }
         for (id, sequence) in failed where sequence >= pending[id]?.sequence ?? 0 {
             states[id]?.isLatest = false
@@ -444,6 +504,7 @@ public final class Pipeline: Sendable {
     private func prepare(_ batch: PendingBatch) async throws -> IndexBatch {
         var work = IndexBatch()
         work.truncates = batch.truncates
+        work.partitionTruncates = batch.partitionTruncates
         work.jobs = batch.jobs
         let now = Date().timeIntervalSince1970
         var toEmbed: [(document: Document, index: Int)] = []
@@ -454,23 +515,27 @@ public final class Pipeline: Sendable {
         let targetedByEntity = Dictionary(grouping: batch.targeted, by: { $0.key.entity })
         for entityName in Set(byEntity.keys).union(targetedByEntity.keys).sorted() {
             guard let entity = entitiesByName[entityName] else { continue }
-            var upserts: [(id: String, values: [String: ColumnValue], lsn: LSN, generation: Int?)] = []
+            var upserts: [(id: String, values: [String: ColumnValue], lsn: LSN, generation: Int?, partition: String?)] = []
             for (key, entry) in byEntity[entityName] ?? [] {
                 switch entry.operation {
                 case .delete:
                     work.deletes[entityName, default: []].append(key.id)
                     work.resolved[entityName, default: []].append(key.id)
                 case .upsert(let values):
-                    upserts.append((key.id, values, entry.lsn, nil))
+                    upserts.append((key.id, values, entry.lsn, nil, entry.partition))
                 }
             }
             for (key, row) in targetedByEntity[entityName] ?? [] {
-                upserts.append((key.id, row.values, row.lsn, row.generation))
+                upserts.append((key.id, row.values, row.lsn, row.generation, row.partition))
             }
             guard !upserts.isEmpty else { continue }
             // Truncated earlier in this very batch (the truncate is applied first): nothing stored
-            // counts, every upsert of the entity comes after it.
-            let stored = batch.truncates.contains(entityName) ? [:] : try await currentStates(entity: entityName, ids: upserts.map(\.id))
+            // counts, every upsert of the entity comes after it. Likewise for documents of a
+            // partition truncated in this batch.
+            var stored = batch.truncates.contains(entityName) ? [:] : try await currentStates(entity: entityName, ids: upserts.map(\.id))
+            if let truncatedPartitions = batch.partitionTruncates[entityName].map(Set.init) {
+                stored = stored.filter { !($0.value.partition.map(truncatedPartitions.contains) ?? false) }
+            }
             /// A stored source value may stand in for an unchanged TOAST value only when the stored
             /// document is the row's latest version.
             func storedValue(_ id: String, _ column: String) -> String?? {
@@ -526,7 +591,7 @@ public final class Pipeline: Sendable {
                     continue
                 }
                 do {
-                    let document = try entity.document(id: upsert.id, values: values, lsn: upsert.lsn)
+                    let document = try entity.document(id: upsert.id, values: values, lsn: upsert.lsn, partition: upsert.partition)
                     let previous = stored[upsert.id]
                     let needsVector = previous == nil || previous?.contentHash != document.contentHash || previous?.model != embedder.model
                     work.upserts.append(EmbeddedDocument(document: document, vector: nil, model: embedder.model))

@@ -38,6 +38,11 @@ public final class RowSource: Sendable {
         return rows
     }
 
+    /// The partitioned table among `roots` that relation `oid` is a partition of, if any.
+    public func partitionRoot(ofRelation oid: UInt32, among roots: Set<TableName>) async throws -> TableName? {
+        try await PartitionMap.root(ofRelation: oid, among: roots, on: try await connection.get())
+    }
+
     public func close() async { await connection.close() }
 }
 
