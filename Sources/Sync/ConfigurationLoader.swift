@@ -46,7 +46,8 @@ public struct ConfigurationLoader: Sendable {
             do {
                 loaded = try Yams.load(yaml: text)
             } catch {
-                throw SyncError(.configuration, "\(origin) is not valid YAML: \(error)")
+                // The parser quotes the offending line, which may hold the source URL.
+                throw SyncError(.configuration, "\(origin) is not valid YAML: \(ConnectionString.redacted("\(error)"))")
             }
             guard let mapping = loaded as? [String: Any] else {
                 throw SyncError(.configuration, "\(origin) must be a mapping with keys source, index, embedder, pipeline, backfill, entities")
