@@ -218,6 +218,7 @@ public final class Agent: Service, Sendable {
         let runID = String(UUID().uuidString.prefix(8)).lowercased()
         var workerConfiguration = BackfillWorker.Configuration()
         workerConfiguration.targetChunkDuration = configuration.backfill.chunkDuration
+        workerConfiguration.maximumChunkBytes = configuration.backfill.maxChunkBytes
         let limit = max(1, configuration.backfill.maxConcurrent)
         try await withThrowingDiscardingTaskGroup { group in
             var running = Set<String>()
