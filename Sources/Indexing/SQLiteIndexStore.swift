@@ -303,14 +303,16 @@ public final class SQLiteIndexStore: IndexStore {
     }
 
     private func jobs(where condition: String, _ arguments: [String]) async throws -> [JobRecord] {
-        let rows = try await pool.read { db in
+        // Decoded inside the read, so that the result is Sendable and the asynchronous read (not
+        // the blocking one) is used.
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT record, control FROM jobs WHERE \(condition) ORDER BY created_at DESC, id", arguments: StatementArguments(arguments))
-        }
-        return rows.compactMap { row in
-            let record: String = row[0]
-            guard var job = try? JSONDecoder().decode(JobRecord.self, from: Data(record.utf8)) else { return nil }
-            job.control = JobRecord.Control(rawValue: row[1]) ?? .run
-            return job
+                .compactMap { row -> JobRecord? in
+                    let record: String = row[0]
+                    guard var job = try? JSONDecoder().decode(JobRecord.self, from: Data(record.utf8)) else { return nil }
+                    job.control = JobRecord.Control(rawValue: row[1]) ?? .run
+                    return job
+                }
         }
     }
 
