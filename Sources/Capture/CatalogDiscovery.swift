@@ -31,11 +31,21 @@ public struct CatalogDiscovery: Sendable {
                (SELECT array_to_json(array_agg(a.attname ORDER BY k.ord))::text
                   FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
                   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-                 WHERE i.indrelid = c.oid AND i.indisprimary),
+                 WHERE i.indrelid = c.oid AND i.indisprimary AND k.ord <= i.indnkeyatts),
                (SELECT array_to_json(array_agg(a.attname ORDER BY k.ord))::text
                   FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
                   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-                 WHERE i.indrelid = c.oid AND i.indisreplident)
+                 WHERE i.indrelid = c.oid AND i.indisreplident AND k.ord <= i.indnkeyatts),
+               -- Unique indexes that could be keys: not partial, no expressions, not deferrable.
+               (SELECT json_agg(json_build_object('name', ic.relname, 'columns', (
+                         SELECT json_agg(a.attname ORDER BY k.ord)
+                           FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+                          WHERE k.ord <= i.indnkeyatts))
+                       ORDER BY i.indnkeyatts, ic.relname)::text
+                  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                 WHERE i.indrelid = c.oid AND i.indisunique AND NOT i.indisprimary AND i.indimmediate
+                   AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL)
           FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('r', 'p')
@@ -52,7 +62,11 @@ public struct CatalogDiscovery: Sendable {
                (t.typcategory = 'S' OR bt.typname IN ('json', 'jsonb', 'xml', 'citext'))::text,
                EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
                         WHERE am.amname = 'btree' AND oc.opcdefault
-                          AND oc.opcintype IN (a.atttypid, bt.oid))::text
+                          AND (oc.opcintype IN (a.atttypid, bt.oid)
+                               -- varchar sorts with text's class (a binary-coercible cast), enums with anyenum's
+                               OR EXISTS (SELECT 1 FROM pg_cast pc WHERE pc.castsource = bt.oid
+                                             AND pc.casttarget = oc.opcintype AND pc.castmethod = 'b')
+                               OR (bt.typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)))::text
           FROM pg_attribute a
           JOIN pg_class c ON c.oid = a.attrelid
           JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -94,6 +108,7 @@ public struct CatalogDiscovery: Sendable {
                     table: TableName(schema: schema, name: name), columns: columnsByTable[oid] ?? [],
                     identity: row[3] ?? "d", estimate: Int64(row[4] ?? "") ?? 0,
                     primaryKey: Self.jsonNames(row[5]), identityIndex: Self.jsonNames(row[6]),
+                    uniqueIndexes: Self.jsonIndexes(row[7]),
                     published: published.contains(TableName(schema: schema, name: name)))
             }
         } catch {
@@ -103,7 +118,7 @@ public struct CatalogDiscovery: Sendable {
 
     static func describe(
         table: TableName, columns: [TableDescription.Column], identity: String, estimate: Int64,
-        primaryKey: [String], identityIndex: [String], published: Bool
+        primaryKey: [String], identityIndex: [String], uniqueIndexes: [TableDescription.UniqueIndex] = [], published: Bool
     ) -> TableDescription {
         let identityName: String
         switch identity {
@@ -112,6 +127,10 @@ public struct CatalogDiscovery: Sendable {
         case "n": identityName = "nothing"
         default: identityName = "default"
         }
+        var description = TableDescription(
+            table: table, columns: columns, primaryKey: primaryKey, keyColumns: [], replicaIdentity: identityName,
+            estimatedRows: estimate, isPublished: published, unsyncableReason: nil, uniqueIndexes: uniqueIndexes)
+        let sql = table.readableSQL
         var key: [String]
         var reason: String?
         switch identityName {
@@ -119,25 +138,51 @@ public struct CatalogDiscovery: Sendable {
             key = []
             reason = "REPLICA IDENTITY NOTHING: updates and deletes carry no key. Fix: ALTER TABLE \(table.quoted) REPLICA IDENTITY DEFAULT (with a primary key) or FULL"
         case "index":
+            // PostgreSQL accepts only a unique, immediate, non-partial index over NOT NULL columns.
             key = identityIndex.isEmpty ? primaryKey : identityIndex
+            if key.isEmpty {
+                reason = "its replica identity index was dropped, and it has no primary key: updates and deletes carry no key. Fix: ALTER TABLE \(sql) REPLICA IDENTITY USING INDEX with a unique index over NOT NULL columns, or add a primary key"
+            }
         case "full":
-            key = primaryKey.isEmpty ? columns.filter { !$0.isGenerated }.map(\.name) : primaryKey
+            // Every column identifies a row only if no two rows are equal and none holds NULL: use
+            // a real key instead, the primary key or a unique index over NOT NULL columns.
+            key = description.candidateKeys.first ?? []
+            if key.isEmpty {
+                if let index = uniqueIndexes.first {
+                    let nullable = description.nullableColumns(index.columns)
+                    let alter = nullable.map { "ALTER COLUMN \(TableName.readableIdentifier($0)) SET NOT NULL" }.joined(separator: ", ")
+                    reason = "REPLICA IDENTITY FULL without a primary key, and its unique index \(index.name) allows NULL in \(nullable.joined(separator: ", ")): rows with NULLs cannot be told apart. Fix: ALTER TABLE \(sql) \(alter), or add a primary key"
+                } else {
+                    reason = "REPLICA IDENTITY FULL without a primary key or a unique index over NOT NULL columns: rows with NULLs or equal values cannot be told apart. Fix: add a primary key (ALTER TABLE \(sql) ADD PRIMARY KEY (…)), or a unique index over NOT NULL columns (CREATE UNIQUE INDEX ON \(sql) (…))"
+                }
+            }
         default:
             key = primaryKey
             if primaryKey.isEmpty {
-                reason = "no primary key and REPLICA IDENTITY DEFAULT: updates and deletes cannot be matched to a row. Fix: add a primary key, or ALTER TABLE \(table.quoted) REPLICA IDENTITY FULL"
+                reason = "no primary key and REPLICA IDENTITY DEFAULT: updates and deletes cannot be matched to a row. Fix: add a primary key, or ALTER TABLE \(table.quoted) REPLICA IDENTITY FULL with a unique index over NOT NULL columns"
             }
         }
-        if reason == nil {
-            let byName = Dictionary(columns.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-            if let bad = key.first(where: { byName[$0].map { !$0.isOrderable } ?? false }), let column = byName[bad] {
-                reason = "key column \"\(bad)\" has type \(column.type), which has no default btree ordering; chunked backfill and validation need an orderable key. Fix: give the table a primary key of an orderable type"
-            }
+        if reason == nil, let problem = orderingProblem(key, columns) {
+            reason = problem + ". Fix: give the table a primary key of an orderable type"
         }
         if reason != nil { key = [] }
-        return TableDescription(
-            table: table, columns: columns, primaryKey: primaryKey, keyColumns: key, replicaIdentity: identityName,
-            estimatedRows: estimate, isPublished: published, unsyncableReason: reason)
+        description.keyColumns = key
+        description.unsyncableReason = reason
+        return description
+    }
+
+    /// Why `key` cannot order rows (a column type without a default btree ordering), or `nil`.
+    public static func orderingProblem(_ key: [String], _ columns: [TableDescription.Column]) -> String? {
+        let byName = Dictionary(columns.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        guard let bad = key.first(where: { byName[$0].map { !$0.isOrderable } ?? false }), let column = byName[bad] else { return nil }
+        return "key column \"\(bad)\" has type \(column.type), which has no default btree ordering; chunked backfill and validation need an orderable key"
+    }
+
+    static func jsonIndexes(_ text: String?) -> [TableDescription.UniqueIndex] {
+        guard let text, let data = text.data(using: .utf8),
+            let indexes = try? JSONDecoder().decode([TableDescription.UniqueIndex].self, from: data)
+        else { return [] }
+        return indexes
     }
 
     static func jsonNames(_ text: String?) -> [String] {

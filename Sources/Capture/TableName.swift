@@ -52,6 +52,31 @@ public struct TableName: Hashable, Sendable, Comparable, CustomStringConvertible
     /// `schema.name`, for people.
     public var description: String { "\(schema).\(name)" }
 
+    /// `schema.name` with double quotes only where SQL needs them: for fixes people copy into psql.
+    public var readableSQL: String { Self.readableIdentifier(schema) + "." + Self.readableIdentifier(name) }
+
+    /// `name` as is when SQL takes it unquoted (lower case, digits, `_`, not a reserved word),
+    /// else double-quoted.
+    public static func readableIdentifier(_ name: String) -> String {
+        let plain = name.first.map { $0 == "_" || ($0.isASCII && $0.isLowercase) } == true
+            && name.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLowercase || $0.isNumber)) }
+        return plain && !reservedWords.contains(name) ? name : PostgresConnection.quoteIdentifier(name)
+    }
+
+    /// PostgreSQL's reserved key words (also those reserved as type or function names).
+    private static let reservedWords: Set<String> = [
+        "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "authorization", "binary", "both",
+        "case", "cast", "check", "collate", "collation", "column", "concurrently", "constraint", "create", "cross",
+        "current_catalog", "current_date", "current_role", "current_schema", "current_time", "current_timestamp",
+        "current_user", "default", "deferrable", "desc", "distinct", "do", "else", "end", "except", "false", "fetch",
+        "for", "foreign", "freeze", "from", "full", "grant", "group", "having", "ilike", "in", "initially", "inner",
+        "intersect", "into", "is", "isnull", "join", "lateral", "leading", "left", "like", "limit", "localtime",
+        "localtimestamp", "natural", "not", "notnull", "null", "offset", "on", "only", "or", "order", "outer",
+        "overlaps", "placing", "primary", "references", "returning", "right", "select", "session_user", "similar",
+        "some", "symmetric", "system_user", "table", "tablesample", "then", "to", "trailing", "true", "union", "unique",
+        "user", "using", "variadic", "verbose", "when", "where", "window", "with",
+    ]
+
     public static func < (lhs: TableName, rhs: TableName) -> Bool {
         (lhs.schema, lhs.name) < (rhs.schema, rhs.name)
     }

@@ -27,6 +27,10 @@ final class TransactionBuffer {
     private var offsets: [Int] = []
     /// Where each subtransaction's first change sits, in order of first appearance.
     private var subtransactions: [(xid: UInt32, position: Int)] = []
+    /// Index into `subtransactions` by xid, so that each change costs O(1) however many
+    /// subtransactions the transaction has (a PL/pgSQL loop with an EXCEPTION block opens one per
+    /// iteration).
+    private var subtransactionSlots: [UInt32: Int] = [:]
 
     init(xid: UInt32, limits: Limits) {
         self.xid = xid
@@ -41,7 +45,8 @@ final class TransactionBuffer {
     var hasSpilled: Bool { !offsets.isEmpty }
 
     func append(_ change: PendingChange, subXID: UInt32? = nil) throws(CaptureError) {
-        if let subXID, subXID != xid, !subtransactions.contains(where: { $0.xid == subXID }) {
+        if let subXID, subXID != xid, subtransactions.last?.xid != subXID, subtransactionSlots[subXID] == nil {
+            subtransactionSlots[subXID] = subtransactions.count
             subtransactions.append((subXID, count))
         }
         memoryBytes += change.estimatedBytes
@@ -56,14 +61,17 @@ final class TransactionBuffer {
     }
 
     /// Drops the changes of subtransaction `subXID` and of every subtransaction that began after it.
+    ///
+    /// Costs O(number of changes and subtransactions dropped), so aborts too are O(1) per change.
     func abortSubtransaction(_ subXID: UInt32) throws(CaptureError) {
-        guard let slot = subtransactions.firstIndex(where: { $0.xid == subXID }) else { return }
+        guard let slot = subtransactionSlots[subXID] else { return }
         let position = subtransactions[slot].position
+        for dropped in subtransactions[slot...] { subtransactionSlots[dropped.xid] = nil }
         subtransactions.removeSubrange(slot...)
         if position >= offsets.count {
             let cut = position - offsets.count
+            memoryBytes -= memory[cut...].reduce(0) { $0 + $1.estimatedBytes }
             memory.removeSubrange(cut...)
-            memoryBytes = memory.reduce(0) { $0 + $1.estimatedBytes }
         } else {
             let byteOffset = offsets[position]
             guard ftruncate(spool, off_t(byteOffset)) == 0 else {

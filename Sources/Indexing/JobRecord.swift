@@ -49,6 +49,8 @@ public struct JobRecord: Sendable, Equatable, Codable {
     public var chunkSize: Int = 1_000
     /// Chunks whose rows were read again after a restart (for operators and tests).
     public var chunks: Int = 0
+    /// Bytes (text forms of the values) of the largest chunk read so far; `nil` before the first.
+    public var largestChunkBytes: Int?
     /// When set: at completion, documents of the entity older than this position are removed (their
     /// rows no longer exist). Used when a whole entity is loaded again.
     public var sweepBefore: LSN?

@@ -264,20 +264,36 @@ public final class SQLiteIndexStore: IndexStore {
         return encoder
     }()
 
-    /// Writes the job's progress; the operator's `control` column is left as it is.
-    static func writeJob(_ job: JobRecord, _ db: Database) throws {
+    /// Statuses a job ends in (completed, failed, cancelled), as an SQL list.
+    static let finishedStatuses = JobRecord.Status.allCases.filter { !$0.isActive }.map { "'\($0.rawValue)'" }.joined(separator: ", ")
+
+    /// Writes a job record; the operator's `control` column is left as it is.
+    ///
+    /// By default this is a *progress* write, as batches carry them (``IndexBatch/jobs``): it never
+    /// changes the status of a job that has finished (completed, failed, cancelled). A worker's last
+    /// chunk may still be on its way to the index when the scheduler records the job as failed, and
+    /// its "running" record must not bring the job back to life. It may still update a finished job
+    /// without changing its status (a rebuild's rollback marks the completed job in the same batch as
+    /// the switch). `overwritingFinished` writes unconditionally: explicit saves (queueing again,
+    /// final states) use it.
+    static func writeJob(_ job: JobRecord, _ db: Database, overwritingFinished: Bool = false) throws {
         let record = String(decoding: try jobEncoder.encode(job), as: UTF8.self)
+        let guardFinished = overwritingFinished ? "" : """
+             WHERE json_extract(jobs.record, '$.status') NOT IN (\(finishedStatuses))
+                OR json_extract(jobs.record, '$.status') = json_extract(excluded.record, '$.status')
+            """
         try db.execute(
             sql: """
                 INSERT INTO jobs (id, entity, control, created_at, record) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (id) DO UPDATE SET record = excluded.record
+                ON CONFLICT (id) DO UPDATE SET record = excluded.record\(guardFinished)
                 """,
             arguments: [job.id, job.entity, job.control.rawValue, job.createdAt, record])
     }
 
-    /// Creates or updates a job outside a batch (queueing, final states).
+    /// Creates or updates a job outside a batch (queueing, retrying, final states); unlike the
+    /// progress records in batches, it may change the status of a finished job.
     public func saveJob(_ job: JobRecord) async throws {
-        try await pool.write { db in try Self.writeJob(job, db) }
+        try await pool.write { db in try Self.writeJob(job, db, overwritingFinished: true) }
     }
 
     /// Records what the operator wants (pause, resume, cancel).
@@ -305,14 +321,16 @@ public final class SQLiteIndexStore: IndexStore {
     }
 
     private func jobs(where condition: String, _ arguments: [String]) async throws -> [JobRecord] {
-        let rows = try await pool.read { db in
+        // Decoded inside the read, so that the result is Sendable and the asynchronous read (not
+        // the blocking one) is used.
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT record, control FROM jobs WHERE \(condition) ORDER BY created_at DESC, id", arguments: StatementArguments(arguments))
-        }
-        return rows.compactMap { row in
-            let record: String = row[0]
-            guard var job = try? JSONDecoder().decode(JobRecord.self, from: Data(record.utf8)) else { return nil }
-            job.control = JobRecord.Control(rawValue: row[1]) ?? .run
-            return job
+                .compactMap { row -> JobRecord? in
+                    let record: String = row[0]
+                    guard var job = try? JSONDecoder().decode(JobRecord.self, from: Data(record.utf8)) else { return nil }
+                    job.control = JobRecord.Control(rawValue: row[1]) ?? .run
+                    return job
+                }
         }
     }
 

@@ -82,9 +82,10 @@ public actor PostgresConnection {
         guard PQstatus(conn) == CONNECTION_OK else {
             let message = Self.errorText(conn)
             PQfinish(conn)
+            // libpq's message may quote part of a password it misread as a host or port.
             throw PostgresError(
                 .connectionFailed,
-                "cannot connect to \(ConnectionString.redacted(connectionString)): \(message)")
+                "cannot connect to \(ConnectionString.redacted(connectionString)): \(ConnectionString.scrub(message, secretsOf: connectionString))")
         }
         connection = conn
         logger.debug(

@@ -105,6 +105,7 @@ public final class Agent: Service, Sendable {
         let partitions = try await PartitionMap.load(Array(Set(entities.map(\.table))).sorted(), on: connection)
         partitionMap.withLock { $0 = partitions }
         pipeline.updatePartitions(partitions)
+        rowSource.setPartitionedTables(Set(partitions.leaves.keys))
         try await pipeline.run {
             try await stream(connection: connection, entities: entities, store: store, pipeline: pipeline, coordinator: coordinator)
         }
@@ -322,6 +323,7 @@ public final class Agent: Service, Sendable {
         let runID = String(UUID().uuidString.prefix(8)).lowercased()
         var workerConfiguration = BackfillWorker.Configuration()
         workerConfiguration.targetChunkDuration = configuration.backfill.chunkDuration
+        workerConfiguration.maximumChunkBytes = configuration.backfill.maxChunkBytes
         let limit = max(1, configuration.backfill.maxConcurrent)
         try await withThrowingDiscardingTaskGroup { group in
             var running = Set<String>()

@@ -48,6 +48,9 @@ public struct AgentConfiguration: Sendable {
         public var maxConcurrent = 2
         /// How long one chunk's read should take; chunk sizes adapt to it. Default 250 ms.
         public var chunkDuration: Duration = .milliseconds(250)
+        /// Most bytes (text forms of the values read) in one chunk, which bounds the memory a chunk of
+        /// wide rows takes; a row larger than this is read alone. Default 16 MiB.
+        public var maxChunkBytes = 16 << 20
     }
 
     public struct Entity: Sendable {

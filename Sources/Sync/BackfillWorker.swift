@@ -8,15 +8,23 @@ import Postgres
 /// short transaction between two watermarks, and waits for each chunk to be durable before the next.
 ///
 /// Never locks a table and never holds a transaction longer than one chunk; memory is bounded by
-/// the chunk size, which adapts to ``Configuration/targetChunkDuration``. A job interrupted by a
-/// crash resumes after its last durable chunk (its cursor).
+/// the chunk size, which adapts to ``Configuration/targetChunkDuration``, and by
+/// ``Configuration/maximumChunkBytes``: the first chunk is sized from the table's average row width,
+/// each next one from the bytes the previous one read, and the server stops a chunk of a full
+/// backfill once its rows reach the byte bound (so a chunk holds at most the bound plus one row). A
+/// job interrupted by a crash resumes after its last durable chunk (its cursor).
 struct BackfillWorker: Sendable {
     struct Configuration: Sendable {
         /// How long one chunk's read should take. Default 250 ms.
         var targetChunkDuration: Duration = .milliseconds(250)
+        /// Fewest rows per chunk the duration target may ask for. Default 100. The byte bound may
+        /// still cut a chunk of huge rows down to one row.
         var minimumChunkSize = 100
         /// Upper bound on rows per chunk, which bounds memory (a chunk joins one batch). Default 5 000.
         var maximumChunkSize = 5_000
+        /// Upper bound on the bytes of one chunk (the text forms of its values); a row larger than
+        /// this is read alone. Default 16 MiB.
+        var maximumChunkBytes = 16 << 20
         /// How often a paused job checks whether it was resumed. Default 500 ms.
         var pollInterval: Duration = .milliseconds(500)
     }
@@ -66,7 +74,11 @@ struct BackfillWorker: Sendable {
             try await store.apply(batch, state: [:])
         }
         try await store.saveJob(job)
-        var chunkSize = max(configuration.minimumChunkSize, job.chunkSize)
+        var chunkSize = max(1, min(configuration.maximumChunkSize, job.chunkSize))
+        if let width = try await averageRowBytes(connection), width > 0 {
+            // The first chunk of wide rows: as many as the byte bound holds, at least one.
+            chunkSize = min(chunkSize, max(1, configuration.maximumChunkBytes / width))
+        }
         var chunkNumber = 0
         // Up to two chunks in flight: the next one is read while the previous one is written. After
         // a crash at most these two are read again (the job's cursor moves only with durable chunks).
@@ -128,6 +140,7 @@ struct BackfillWorker: Sendable {
                     var next = job
                     next.chunks += 1
                     next.chunkSize = chunkSize
+                    next.largestChunkBytes = max(next.largestChunkBytes ?? 0, read.bytes)
                     next.processed += read.rows.count + read.missing.count
                     if let cursor = read.cursor { next.cursor = cursor }
                     if job.kind == .ids { next.ids = read.remainingIDs }
@@ -141,9 +154,14 @@ struct BackfillWorker: Sendable {
                     try await settle()
                     inFlight = token
                     job = next
-                    // Aim the next chunk at the target duration.
+                    // Aim the next chunk at the target duration, and at the byte bound given the
+                    // width of the rows just read.
                     let ratio = configuration.targetChunkDuration / max(elapsed, .milliseconds(1))
                     chunkSize = min(configuration.maximumChunkSize, max(configuration.minimumChunkSize, Int(Double(chunkSize) * min(2, max(0.5, ratio)))))
+                    if !read.rows.isEmpty {
+                        let width = max(1, read.bytes / read.rows.count)
+                        chunkSize = min(chunkSize, max(1, configuration.maximumChunkBytes / width))
+                    }
                     if read.isLast { break }
                 } catch {
                     coordinator.finish(token)
@@ -183,6 +201,19 @@ struct BackfillWorker: Sendable {
         var cursor: [String?]?
         var remainingIDs: [String]?
         var isLast: Bool
+        /// Bytes of the text forms of every value read.
+        var bytes: Int
+    }
+
+    /// Names of the chunk query's byte columns (unlikely to clash with a table's columns).
+    private static let bytesBefore = PostgresConnection.quoteIdentifier("tidemark.bytes_before")
+    private static let ownBytes = PostgresConnection.quoteIdentifier("tidemark.row_bytes")
+
+    /// SQL for the bytes of a row's selected values in text form. `octet_length` of a text value
+    /// reads the length from its TOAST header, without fetching the value.
+    private var rowBytes: String {
+        "(" + entity.selectColumns.map { "coalesce(octet_length(\(PostgresConnection.quoteIdentifier($0))::text), 0)" }
+            .joined(separator: " + ") + ")::bigint"
     }
 
     private func readChunk(_ job: JobRecord, size: Int, _ connection: PostgresConnection) async throws -> Chunk {
@@ -197,14 +228,24 @@ struct BackfillWorker: Sendable {
         var wanted: [String] = []
         switch job.kind {
         case .backfill, .rebuild:
+            // Bytes of the rows before each one (a frame that ends before the current row, so the
+            // server reads no row past the chunk), and of the row itself.
+            var inner = "SELECT \(list), coalesce(sum(\(rowBytes)) OVER (ORDER BY \(keys.joined(separator: ", ")) ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS \(Self.bytesBefore), \(rowBytes) AS \(Self.ownBytes) FROM \(entity.table.quoted)"
             if let cursor = job.cursor, cursor.count == keys.count {
                 let placeholders = cursor.indices.map { index in
                     "$\(index + 1)" + (index < entity.keyTypes.count ? "::\(entity.keyTypes[index])" : "")
                 }
-                sql += " WHERE \(keyTuple) > (\(placeholders.joined(separator: ", ")))"
+                inner += " WHERE \(keyTuple) > (\(placeholders.joined(separator: ", ")))"
                 parameters = cursor
             }
-            sql += " ORDER BY \(keys.joined(separator: ", ")) LIMIT \(size)"
+            inner += " ORDER BY \(keys.joined(separator: ", ")) LIMIT \(size)"
+            // The server stops the chunk at the first row that reaches the byte bound (widths are
+            // measured without reading TOASTed text), so a chunk holds at most the bound plus one row.
+            sql = """
+                SELECT \(list), \(Self.bytesBefore) + \(Self.ownBytes) FROM (\(inner)) AS chunk
+                 WHERE \(Self.bytesBefore) < \(configuration.maximumChunkBytes)
+                 ORDER BY \(keys.joined(separator: ", "))
+                """
         case .ids:
             wanted = Array((job.ids ?? []).prefix(size))
             var conditions: [String] = []
@@ -236,7 +277,9 @@ struct BackfillWorker: Sendable {
         let keyPositions = entity.keyColumns.compactMap { columns.firstIndex(of: $0) }
         var rows: [BackfillCoordinator.Row] = []
         rows.reserveCapacity(result.rows.count)
+        var bytes = 0
         for row in result.rows {
+            for value in row.prefix(columns.count) { bytes += value?.utf8.count ?? 0 }
             var values: [String: String?] = [:]
             for (index, column) in columns.enumerated() { values[column] = row[index] }
             let partition = partitioned && row.count > columns.count ? row[columns.count] : nil
@@ -245,13 +288,17 @@ struct BackfillWorker: Sendable {
         switch job.kind {
         case .backfill, .rebuild:
             let last = result.rows.last.map { row in keyPositions.map { row[$0] } }
-            return Chunk(rows: rows, missing: [], snapshot: snapshot, cursor: last, remainingIDs: nil, isLast: result.rows.count < size)
+            // Fewer rows than asked for: the table ended, unless the byte bound cut the chunk.
+            let cut = (result.rows.last?[columns.count].flatMap { Int($0) } ?? 0) >= configuration.maximumChunkBytes
+            return Chunk(
+                rows: rows, missing: [], snapshot: snapshot, cursor: last, remainingIDs: nil,
+                isLast: result.rows.count < size && !cut, bytes: bytes)
         case .ids:
             let found = Set(rows.map(\.id))
             let remaining = Array((job.ids ?? []).dropFirst(wanted.count))
             return Chunk(
                 rows: rows, missing: wanted.filter { !found.contains($0) }, snapshot: snapshot, cursor: nil,
-                remainingIDs: remaining, isLast: remaining.isEmpty)
+                remainingIDs: remaining, isLast: remaining.isEmpty, bytes: bytes)
         }
     }
 
@@ -265,6 +312,21 @@ struct BackfillWorker: Sendable {
 
     private func currentLSN(_ connection: PostgresConnection) async throws -> LSN? {
         try await connection.query("SELECT pg_current_wal_insert_lsn()::text").rows.first?.first.flatMap { $0.flatMap { LSN($0) } }
+    }
+
+    /// Average bytes of a row: the table's total size (TOAST and indexes included, so rather more
+    /// than what a chunk reads) over its row estimate; from a small sample of the selected values
+    /// when the table was never analysed. `nil` for an empty table.
+    private func averageRowBytes(_ connection: PostgresConnection) async throws -> Int? {
+        let size = try await connection.query(
+            "SELECT pg_total_relation_size(oid)::text, reltuples::bigint::text FROM pg_class WHERE oid = $1::regclass",
+            [entity.table.quoted]).rows.first
+        if let total = size?[0].flatMap({ Int($0) }), let rows = size?[1].flatMap({ Int($0) }), rows > 0 {
+            return total / rows
+        }
+        let sample = try await connection.query(
+            "SELECT avg(\(rowBytes))::bigint::text FROM (SELECT * FROM \(entity.table.quoted) LIMIT 16) AS sample")
+        return sample.rows.first?.first.flatMap { $0.flatMap { Int($0) } }
     }
 
     private func estimate(_ job: JobRecord, _ connection: PostgresConnection) async throws -> Int {

@@ -21,7 +21,7 @@ public struct ConfigurationLoader: Sendable {
         "index": ["kind", "path"],
         "embedder": ["kind"],
         "pipeline": ["batch_size", "batch_bytes", "batch_delay"],
-        "backfill": ["max_concurrent", "chunk_duration"],
+        "backfill": ["max_concurrent", "chunk_duration", "max_chunk_bytes"],
     ]
     static let entityKeys: Set<String> = ["table", "content", "metadata", "key"]
 
@@ -46,7 +46,8 @@ public struct ConfigurationLoader: Sendable {
             do {
                 loaded = try Yams.load(yaml: text)
             } catch {
-                throw SyncError(.configuration, "\(origin) is not valid YAML: \(error)")
+                // The parser quotes the offending line, which may hold the source URL.
+                throw SyncError(.configuration, "\(origin) is not valid YAML: \(ConnectionString.redacted("\(error)"))")
             }
             guard let mapping = loaded as? [String: Any] else {
                 throw SyncError(.configuration, "\(origin) must be a mapping with keys source, index, embedder, pipeline, backfill, entities")
@@ -203,6 +204,10 @@ public struct ConfigurationLoader: Sendable {
             configuration.backfill.maxConcurrent = concurrent
         }
         if let chunk = try duration(backfillMap, "backfill.chunk_duration", "chunk_duration") { configuration.backfill.chunkDuration = chunk }
+        if let bytes = try integer(backfillMap, "backfill.max_chunk_bytes", "max_chunk_bytes") {
+            guard bytes > 0 else { throw SyncError(.configuration, "backfill.max_chunk_bytes must be positive") }
+            configuration.backfill.maxChunkBytes = bytes
+        }
         return configuration
     }
 

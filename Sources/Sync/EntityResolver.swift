@@ -29,13 +29,7 @@ public enum EntityResolver {
             let keyColumns: [String]
             if let configured = entity.key, !configured.isEmpty {
                 try requireColumns(configured, "key", "key column")
-                let identity = table.replicaIdentity
-                let identityKey = table.keyColumns
-                guard identity == "full" || Set(configured) == Set(identityKey) else {
-                    throw SyncError(
-                        .schema,
-                        "\(path).key: deletes of \(entity.table) carry only its replica identity (\(identityKey.joined(separator: ", "))), not \(configured.joined(separator: ", ")). Fix: remove the key setting, or ALTER TABLE \(entity.table.quoted) REPLICA IDENTITY FULL")
-                }
+                try checkConfiguredKey(configured, of: table, path: "\(path).key")
                 keyColumns = configured
             } else {
                 guard table.isSyncable else {
@@ -62,5 +56,49 @@ public enum EntityResolver {
                 keyTypes: keyColumns.map { name in table.columns.first { $0.name == name }?.type ?? "text" }))
         }
         return mappings
+    }
+
+    /// A configured key must identify rows: be the primary key or the columns of a unique index
+    /// (not partial, no expressions, not deferrable) over NOT NULL columns. Rows with a NULL key are
+    /// skipped by the backfill's key comparisons (and then swept away), rows with equal keys
+    /// collapse into one document. Deletes must carry it too.
+    static func checkConfiguredKey(_ configured: [String], of table: TableDescription, path: String) throws(SyncError) {
+        let name = table.table
+        let sql = name.readableSQL
+        let list = configured.map(TableName.readableIdentifier).joined(separator: ", ")
+        // The columns deletes carry (under FULL: all of them).
+        let identityKey: [String]
+        switch table.replicaIdentity {
+        case "full", "nothing": identityKey = []
+        case "index": identityKey = table.keyColumns.isEmpty ? table.primaryKey : table.keyColumns
+        default: identityKey = table.primaryKey
+        }
+        // Under any identity but FULL, deletes carry only the replica identity's columns.
+        let identityFix = table.replicaIdentity == "full" || Set(identityKey) == Set(configured)
+            ? "" : "; deletes of \(name) carry only its replica identity (\(identityKey.joined(separator: ", "))), so also ALTER TABLE \(sql) REPLICA IDENTITY FULL"
+        let usePrimaryKey = table.primaryKey.isEmpty ? "" : " to use the primary key (\(table.primaryKey.joined(separator: ", ")))"
+        if !table.candidateKeys.contains(where: { Set($0) == Set(configured) }) {
+            let nullable = table.nullableColumns(configured)
+            let alter = nullable.map { "ALTER COLUMN \(TableName.readableIdentifier($0)) SET NOT NULL" }.joined(separator: ", ")
+            let uniqueIndex = table.uniqueIndexes.first { Set($0.columns) == Set(configured) }
+            if let uniqueIndex, !nullable.isEmpty {
+                throw SyncError(
+                    .schema,
+                    "\(path): key column \(nullable.map { "\"\($0)\"" }.joined(separator: ", ")) of \(name) may be NULL (unique index \(uniqueIndex.name) allows it), and rows with a NULL key cannot be told apart: the backfill would skip them. Fix: ALTER TABLE \(sql) \(alter), or remove the key setting\(usePrimaryKey)\(identityFix)")
+            }
+            var fix = "CREATE UNIQUE INDEX ON \(sql) (\(list))"
+            if !nullable.isEmpty { fix += " and ALTER TABLE \(sql) \(alter)" }
+            throw SyncError(
+                .schema,
+                "\(path): (\(configured.joined(separator: ", "))) is not unique\(nullable.isEmpty ? "" : " and NOT NULL") in \(name): a key must be the primary key or the columns of a unique index (not partial, no expressions, not deferrable) over NOT NULL columns, or rows with equal keys collapse into one document. Fix: remove the key setting\(usePrimaryKey), or \(fix)\(identityFix)")
+        }
+        guard table.replicaIdentity == "full" || Set(configured) == Set(identityKey) else {
+            throw SyncError(
+                .schema,
+                "\(path): deletes of \(name) carry only its replica identity (\(identityKey.joined(separator: ", "))), not \(configured.joined(separator: ", ")). Fix: remove the key setting, or ALTER TABLE \(table.table.quoted) REPLICA IDENTITY FULL")
+        }
+        if let problem = CatalogDiscovery.orderingProblem(configured, table.columns) {
+            throw SyncError(.schema, "\(path): \(problem). Fix: configure a key of orderable columns")
+        }
     }
 }

@@ -200,3 +200,66 @@ import Testing
         #expect(try await store.job("job-0")?.control == .pause)
     }
 }
+
+@Suite struct JobStatusTests {
+    func makeStore() throws -> (SQLiteIndexStore, String) {
+        let path = NSTemporaryDirectory() + "tidemark-jobs-\(UUID().uuidString).db"
+        return (try SQLiteIndexStore(configuration: .init(path: path), logger: Logger(label: "test")), path)
+    }
+
+    /// A worker's progress record travels in a pipeline batch and may land after the scheduler saved
+    /// the job as failed (or it was cancelled or completed): it must not bring the job back to life.
+    @Test(arguments: [JobRecord.Status.failed, .cancelled, .completed])
+    func aProgressRecordInABatchNeverOverwritesATerminalStatus(terminal: JobRecord.Status) async throws {
+        let (store, path) = try makeStore()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var running = JobRecord(id: "job-1", entity: "item", kind: .backfill, status: .running, createdAt: 1)
+        running.processed = 1_000
+        running.chunks = 1
+        var finished = running
+        finished.status = terminal
+        finished.lastError = terminal == .failed ? "relation \"items\" does not exist" : nil
+        finished.finishedAt = 2
+        try await store.saveJob(finished)
+
+        var batch = IndexBatch()
+        batch.jobs = [running]
+        try await store.apply(batch, state: ["checkpoint": "0/10"])
+        let stored = try #require(try await store.job("job-1"))
+        #expect(stored.status == terminal, "a late progress record must not overwrite \(terminal)")
+        #expect(stored.lastError == finished.lastError && stored.finishedAt == 2)
+        #expect(try await store.state("checkpoint") == "0/10", "the rest of the batch is written")
+        #expect(try await store.activeJobs().isEmpty, "so the scheduler never restarts it")
+    }
+
+    @Test func explicitSavesAndFinalBatchWritesStillApply() async throws {
+        let (store, path) = try makeStore()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        // A new job in a batch, then its progress, then its completion: all written.
+        var job = JobRecord(id: "job-2", entity: "item", kind: .rebuild, status: .running, createdAt: 1)
+        var batch = IndexBatch()
+        batch.jobs = [job]
+        try await store.apply(batch, state: [:])
+        job.processed = 10
+        batch.jobs = [job]
+        try await store.apply(batch, state: [:])
+        #expect(try await store.job("job-2")?.processed == 10)
+        job.status = .completed
+        batch.jobs = [job]
+        try await store.apply(batch, state: [:])
+        #expect(try await store.job("job-2")?.status == .completed)
+        // A rollback marks the completed rebuild in the same batch as the generation switch.
+        job.rolledBack = true
+        batch.jobs = [job]
+        try await store.apply(batch, state: [:])
+        #expect(try await store.job("job-2")?.rolledBack == true)
+
+        // An explicit save (queueing again, retry-failed) may change a terminal status.
+        var failed = JobRecord(id: "job-3", entity: "item", kind: .ids, status: .failed, createdAt: 2)
+        try await store.saveJob(failed)
+        failed.status = .queued
+        try await store.saveJob(failed)
+        #expect(try await store.job("job-3")?.status == .queued)
+        #expect(try await store.activeJobs().map(\.id) == ["job-3"])
+    }
+}

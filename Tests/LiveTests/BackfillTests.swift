@@ -165,6 +165,59 @@ import Testing
     }
 
     @Test(arguments: LiveServer.first)
+    func wideRowsAreBackfilledInChunksBoundedByBytes(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            // 300 rows of ≈ 200 kB of incompressible text each: 60 MB in all, far above the bound.
+            try await db.exec("""
+                CREATE TABLE wide (id int PRIMARY KEY, title text NOT NULL, body text);
+                ALTER TABLE wide ALTER COLUMN body SET STORAGE EXTERNAL;
+                INSERT INTO wide SELECT g, 'wide ' || g,
+                       (SELECT string_agg(md5(g::text || '.' || i::text), '') FROM generate_series(1, 6250) i)
+                  FROM generate_series(1, 300) g;
+                ANALYZE wide;
+                """)
+            let rowBytes = 6_250 * 32
+            let bound = 2_000_000
+            var configuration = db.agentConfiguration(entities: [.init(
+                name: "wide", table: TableName(schema: "public", name: "wide"), content: "{{title}}", metadata: ["body"])])
+            configuration.backfill.maxChunkBytes = bound
+            try await withAgent(configuration) { _, store in
+                #expect(try await store.count(entity: "wide") == 300, "every row indexed")
+                let result = try await Self.compare(db, store, entity: "wide", template: "{{title}}", sql: "SELECT id::text, title FROM wide")
+                #expect(result.missing == 0 && result.extra == 0 && result.stale == 0, "\(result)")
+                let last = try #require(try await store.export(entity: "wide", after: "299", limit: 1).first)
+                #expect(last.metadata["body"]??.count == rowBytes, "the wide value arrived whole")
+                let job = try #require(try await store.jobs(entity: "wide").first)
+                #expect(job.status == .completed)
+                let largest = try #require(job.largestChunkBytes)
+                #expect(largest > 0 && largest <= bound + rowBytes + 1_000, "largest chunk: \(largest) bytes, bound \(bound)")
+                #expect(job.chunks >= 60_000_000 / (bound + rowBytes), "\(job.chunks) chunks")
+            }
+        }
+    }
+
+    @Test(arguments: LiveServer.first)
+    func aRowLargerThanTheBoundIsReadAlone(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await db.exec("""
+                CREATE TABLE huge (id int PRIMARY KEY, body text);
+                ALTER TABLE huge ALTER COLUMN body SET STORAGE EXTERNAL;
+                INSERT INTO huge SELECT g, (SELECT string_agg(md5(g::text || '.' || i::text), '') FROM generate_series(1, 4000) i)
+                  FROM generate_series(1, 20) g;
+                """)
+            var configuration = db.agentConfiguration(entities: [.init(
+                name: "huge", table: TableName(schema: "public", name: "huge"), content: "{{id}}", metadata: ["body"])])
+            configuration.backfill.maxChunkBytes = 50_000  // each row is 128 kB
+            try await withAgent(configuration) { _, store in
+                #expect(try await store.count(entity: "huge") == 20)
+                let job = try #require(try await store.jobs(entity: "huge").first)
+                #expect(job.status == .completed && job.chunks >= 20, "one row per chunk: \(job.chunks) chunks")
+                #expect((job.largestChunkBytes ?? .max) <= 128_000 + 1_000, "\(String(describing: job.largestChunkBytes))")
+            }
+        }
+    }
+
+    @Test(arguments: LiveServer.first)
     func targetedIdsPauseResumeAndCancel(server: LiveServer) async throws {
         try await withDatabase(on: server) { db in
             try await db.exec("""

@@ -188,6 +188,59 @@ import Testing
     }
 
     @Test(arguments: LiveServer.all)
+    func streamedTransactionWithManySubtransactionsDeliversSurvivorsOnceAndAbortedNever(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await db.exec("CREATE TABLE loop_rows (id int PRIMARY KEY, payload text)")
+            let start = try await db.prepareReplication(tables: ["loop_rows"])
+            // Every iteration of the loop runs in its own subtransaction (the EXCEPTION block); every
+            // tenth one raises, and every hundredth writes more than logical_decoding_work_mem before
+            // it raises, so the walsender streams its changes before it sees the abort (a Stream
+            // Abort of that subtransaction). Every seventh aborts a nested block but keeps its row.
+            let iterations = 20_000
+            let url = db.url + (db.url.contains("?") ? "&" : "?") + "options=-c%20logical_decoding_work_mem%3D64kB"
+            let streamed = try await TestDatabase.countStreamed(db) {
+                try await withReader(db, startLSN: start, configure: {
+                    $0.connectionString = url
+                    $0.assembler.maxChangesInMemory = 2_000
+                }) { _, log in
+                    try await db.exec("""
+                        DO $$
+                        BEGIN
+                          FOR i IN 1..\(iterations) LOOP
+                            BEGIN
+                              INSERT INTO loop_rows VALUES (i, 'kept');
+                              IF i % 7 = 0 THEN
+                                BEGIN
+                                  INSERT INTO loop_rows VALUES (-i, 'nested, aborted');
+                                  RAISE EXCEPTION 'undo nested';
+                                EXCEPTION WHEN raise_exception THEN NULL;
+                                END;
+                              END IF;
+                              IF i % 100 = 0 THEN
+                                INSERT INTO loop_rows SELECT 1000000 + 1000 * i + g, repeat('x', 1000) FROM generate_series(1, 100) g;
+                              END IF;
+                              IF i % 10 = 0 THEN
+                                RAISE EXCEPTION 'undo iteration';
+                              END IF;
+                            EXCEPTION WHEN raise_exception THEN NULL;
+                            END;
+                          END LOOP;
+                        END $$;
+                        """)
+                    try await db.exec("INSERT INTO loop_rows VALUES (0, 'after')")
+                    try await log.wait(for: "the loop's transaction and the next", timeout: .seconds(300)) { $0.committedEnds.count >= 2 }
+                    let ids = log.changes.map { Int($0.keyText[0] ?? "") ?? Int.min }
+                    let expected = (1...iterations).filter { $0 % 10 != 0 } + [0]
+                    #expect(ids.count == expected.count, "\(ids.count) changes, expected \(expected.count)")
+                    #expect(ids == expected, "every surviving row once, in order; no aborted row")
+                    #expect(!ids.contains { $0 < 0 || $0 >= 1_000_000 }, "rows of aborted subtransactions never arrive")
+                }
+            }
+            #expect(streamed > 0, "the transaction went through the streaming protocol")
+        }
+    }
+
+    @Test(arguments: LiveServer.all)
     func walsenderKilledMidStreamResumesWithNothingLostOrRepeated(server: LiveServer) async throws {
         try await withDatabase(on: server) { db in
             try await db.exec("CREATE TABLE ticks (id int PRIMARY KEY)")

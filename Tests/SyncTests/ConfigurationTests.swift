@@ -82,6 +82,15 @@ import Testing
         #expect(fromEnvironment.source.url == "postgres://h/d")
     }
 
+    @Test func backfillMaxChunkBytesIsConfigurable() throws {
+        #expect(try parse(valid).backfill.maxChunkBytes == 16 << 20, "default 16 MiB")
+        #expect(try parse(valid + "\nbackfill: { max_chunk_bytes: 2000000 }").backfill.maxChunkBytes == 2_000_000)
+        let fromEnvironment = try parse(valid, environment: ["TIDEMARK_BACKFILL_MAX_CHUNK_BYTES": "1048576"])
+        #expect(fromEnvironment.backfill.maxChunkBytes == 1 << 20)
+        #expect(message(valid + "\nbackfill: { max_chunk_bytes: 0 }").contains("backfill.max_chunk_bytes must be positive"))
+        #expect(message(valid + "\nbackfill: { max_chunk_bytes: lots }").contains("backfill.max_chunk_bytes must be a whole number"))
+    }
+
     // MARK: - Against the catalog
 
     func table(_ name: String, columns: [String], key: [String], identity: String = "default", reason: String? = nil) -> TableDescription {
