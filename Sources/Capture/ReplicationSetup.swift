@@ -130,11 +130,29 @@ public struct ReplicationSetup: Sendable {
         return SlotState(created: true, confirmedFlush: lsn, restartLSN: lsn)
     }
 
-    /// Drops the slot if it exists and is not in use.
-    public func dropSlot(on connection: PostgresConnection) async throws {
-        try await connection.query(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-            [configuration.slotName])
+    /// Drops the slot if it exists.
+    ///
+    /// A slot still held by a walsender (55006) — typically that of an agent that was just killed,
+    /// whose connection the server has not noticed closing yet — is waited for up to `patience`;
+    /// after that the error says which process holds it (another agent using the same slot?).
+    public func dropSlot(on connection: PostgresConnection, patience: Duration = .seconds(15)) async throws {
+        let deadline = ContinuousClock.now + patience
+        while true {
+            do {
+                try await connection.query(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                    [configuration.slotName])
+                return
+            } catch let error as PostgresError where error.sqlState == "55006" && ContinuousClock.now < deadline {
+                logger.info("replication slot still in use; waiting for it to be released", metadata: ["slot.name": "\(configuration.slotName)"])
+                try await Task.sleep(for: .milliseconds(200))
+            } catch let error as PostgresError where error.sqlState == "55006" {
+                throw CaptureError(
+                    .replicationSetup,
+                    "replication slot \"\(configuration.slotName)\" is in use by another process (\(error.message)); is another tidemark running with the same source.slot?",
+                    underlying: error)
+            }
+        }
     }
 
     /// Drops the publication if it exists.

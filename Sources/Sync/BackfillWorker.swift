@@ -221,16 +221,20 @@ struct BackfillWorker: Sendable {
         let list = columns.map(PostgresConnection.quoteIdentifier).joined(separator: ", ")
         let keys = entity.keyColumns.map(PostgresConnection.quoteIdentifier)
         let keyTuple = "(" + keys.joined(separator: ", ") + ")"
-        var sql = partitioned
-            ? "SELECT \(list), tableoid::oid::text FROM \(entity.table.quoted)"
-            : "SELECT \(list) FROM ONLY \(entity.table.quoted)"
+        // Every row comes with the running byte total (NULL for ids jobs) and, for a partitioned
+        // table, its leaf partition; other tables are read ONLY themselves (not their inheritance
+        // children, which are tables of their own).
+        let source = partitioned ? entity.table.quoted : "ONLY \(entity.table.quoted)"
+        let partitionColumn = partitioned ? ", tableoid::oid::text AS tidemark_partition" : ""
+        let partitionOut = partitioned ? ", tidemark_partition" : ""
+        var sql = "SELECT \(list), NULL::bigint\(partitionColumn) FROM \(source)"
         var parameters: [String?] = []
         var wanted: [String] = []
         switch job.kind {
         case .backfill, .rebuild:
             // Bytes of the rows before each one (a frame that ends before the current row, so the
             // server reads no row past the chunk), and of the row itself.
-            var inner = "SELECT \(list), coalesce(sum(\(rowBytes)) OVER (ORDER BY \(keys.joined(separator: ", ")) ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS \(Self.bytesBefore), \(rowBytes) AS \(Self.ownBytes) FROM \(entity.table.quoted)"
+            var inner = "SELECT \(list)\(partitionColumn), coalesce(sum(\(rowBytes)) OVER (ORDER BY \(keys.joined(separator: ", ")) ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS \(Self.bytesBefore), \(rowBytes) AS \(Self.ownBytes) FROM \(source)"
             if let cursor = job.cursor, cursor.count == keys.count {
                 let placeholders = cursor.indices.map { index in
                     "$\(index + 1)" + (index < entity.keyTypes.count ? "::\(entity.keyTypes[index])" : "")
@@ -242,7 +246,7 @@ struct BackfillWorker: Sendable {
             // The server stops the chunk at the first row that reaches the byte bound (widths are
             // measured without reading TOASTed text), so a chunk holds at most the bound plus one row.
             sql = """
-                SELECT \(list), \(Self.bytesBefore) + \(Self.ownBytes) FROM (\(inner)) AS chunk
+                SELECT \(list), \(Self.bytesBefore) + \(Self.ownBytes)\(partitionOut) FROM (\(inner)) AS chunk
                  WHERE \(Self.bytesBefore) < \(configuration.maximumChunkBytes)
                  ORDER BY \(keys.joined(separator: ", "))
                 """
@@ -282,7 +286,7 @@ struct BackfillWorker: Sendable {
             for value in row.prefix(columns.count) { bytes += value?.utf8.count ?? 0 }
             var values: [String: String?] = [:]
             for (index, column) in columns.enumerated() { values[column] = row[index] }
-            let partition = partitioned && row.count > columns.count ? row[columns.count] : nil
+            let partition = partitioned && row.count > columns.count + 1 ? row[columns.count + 1] : nil
             rows.append(.init(id: DocumentID.make(keyPositions.map { row[$0] }), values: values, partition: partition))
         }
         switch job.kind {
