@@ -70,6 +70,11 @@ full_page_writes = off
 shared_buffers = 256MB
 max_wal_size = 4GB
 log_min_messages = warning
+# A synchronous standby that never connects: a session that sets synchronous_commit = on waits after
+# its commit record is in the WAL, invisible to snapshots until cancelled. Tests use it to hold a
+# transaction committed in the stream but not yet visible; everything else commits locally.
+synchronous_standby_names = 'tidemark_ghost'
+synchronous_commit = local
 CONF
     fi
     if as_user "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then

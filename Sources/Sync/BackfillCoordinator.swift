@@ -71,6 +71,12 @@ final class BackfillCoordinator: Sendable {
         var job: JobRecord
         var dropped: Int
         var generation: Int?
+        /// The chunk must be read again: a transaction committed in the stream before the low
+        /// watermark was still invisible to its snapshot (its commit record was written, but other
+        /// sessions could not see it yet — e.g. while it waited for a synchronous standby). The rows
+        /// it changed were read in their old version, and which rows those are is unknown. Nothing of
+        /// the chunk is applied, not even the job's progress.
+        var retry = false
     }
 
     private struct Change {
@@ -87,6 +93,10 @@ final class BackfillCoordinator: Sendable {
         var changes: [Change] = []
         var waiter: CheckedContinuation<Void, any Error>?
         var applied = false
+        /// Released as ``Release/retry``: the worker reads it again.
+        var retried = false
+        /// How many commits the stream had delivered when the low watermark passed.
+        var commitsBeforeLow = 0
         /// Transactions that truncated the table (partition `nil`) or one of its partitions while the
         /// chunk was open.
         var truncatedBy: [(xid: UInt32, partition: String?)] = []
@@ -97,7 +107,18 @@ final class BackfillCoordinator: Sendable {
         /// The last changes of entities with a registered chunk (covers the moments just before L).
         var recent: [Change] = []
         var watched: [String: Int] = [:]
+        /// Jobs with a chunk being read again: their later chunks (already in the stream) are
+        /// retried too, so the job's durable cursor never passes the retried chunk.
+        var retrying: Set<String> = []
+        /// The ids of the last ``commitHistory`` transactions committed in the stream (a ring).
+        var commits: [UInt32] = []
+        var commitCount = 0
     }
+
+    /// How many recent commits are remembered for the check at a high watermark: a transaction
+    /// invisible to a chunk's snapshot although it committed this many commits before the low
+    /// watermark would go unnoticed. 262 144 ids, 1 MiB.
+    static let commitHistory = 262_144
 
     private let state = Mutex(State())
     /// How many changes before a low watermark are kept for the visibility check.
@@ -116,8 +137,19 @@ final class BackfillCoordinator: Sendable {
         state.withLock { $0.chunks[token]?.data = data }
     }
 
-    /// Waits until the batch carrying the chunk is durable.
-    func awaitApplied(_ token: String) async throws {
+    /// Waits until the batch carrying the chunk is durable. Returns `false` when the chunk was
+    /// released for a retry (nothing of it was applied).
+    func awaitApplied(_ token: String) async throws -> Bool {
+        let retried = try await awaitDurable(token)
+        return !retried
+    }
+
+    /// A worker that re-reads a retried chunk resumes its job: its next chunks count again.
+    func resume(job: String) {
+        state.withLock { _ = $0.retrying.remove(job) }
+    }
+
+    private func awaitDurable(_ token: String) async throws -> Bool {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let done: Bool = state.withLock { state in
@@ -138,7 +170,9 @@ final class BackfillCoordinator: Sendable {
             }
             waiter?.resume(throwing: CancellationError())
         }
+        let retried = state.withLock { $0.chunks[token]?.retried ?? false }
         finish(token)
+        return retried
     }
 
     /// Forgets a chunk (done, failed or cancelled).
@@ -169,6 +203,19 @@ final class BackfillCoordinator: Sendable {
         }
     }
 
+    /// Records that transaction `xid` committed; called by the pipeline for every transaction, in
+    /// stream order.
+    func observeCommit(xid: UInt32) {
+        state.withLock { state in
+            if state.commits.count < Self.commitHistory {
+                state.commits.append(xid)
+            } else {
+                state.commits[state.commitCount % Self.commitHistory] = xid
+            }
+            state.commitCount += 1
+        }
+    }
+
     /// Records a TRUNCATE of `entity` (or of one of its partitions) in transaction `xid`: every row
     /// of open chunks (in that partition) counts as changed.
     func observeTruncate(xid: UInt32, entity: String, partition: String? = nil) {
@@ -189,6 +236,7 @@ final class BackfillCoordinator: Sendable {
             switch kind {
             case "L":
                 chunk.windowOpen = true
+                chunk.commitsBeforeLow = state.commitCount
                 // Transactions committed just before L may still have been invisible to the chunk's
                 // snapshot: keep the recent ones for the check at H.
                 chunk.changes = state.recent.filter { $0.entity == chunk.entity }.suffix(historyLength)
@@ -196,6 +244,25 @@ final class BackfillCoordinator: Sendable {
                 return (token, nil)
             case "H":
                 guard let data = chunk.data, chunk.windowOpen else { return nil }
+                // Committed before L yet invisible to the snapshot: its streamed changes may be
+                // newer than rows of the chunk, and they are not in the window. Read it again.
+                var early = false
+                let oldest = max(0, chunk.commitsBeforeLow - state.commits.count)
+                var position = chunk.commitsBeforeLow - 1
+                while position >= oldest && !early {
+                    early = data.snapshot.isInvisible(state.commits[position % Self.commitHistory])
+                    position -= 1
+                }
+                if early || state.retrying.contains(data.job.id) {
+                    state.retrying.insert(data.job.id)
+                    chunk.windowOpen = false
+                    chunk.changes = []
+                    chunk.retried = true
+                    state.chunks[token] = chunk
+                    return (token, Release(
+                        entity: data.entity, rows: [], missing: [], job: data.job, dropped: data.rows.count,
+                        generation: data.generation, retry: true))
+                }
                 let stale = Set(chunk.changes.filter { data.snapshot.isInvisible($0.xid) }.map(\.id))
                 // A truncate the chunk's snapshot did not see removes every row the chunk read (in
                 // the truncated partition).

@@ -82,19 +82,35 @@ struct BackfillWorker: Sendable {
         var chunkNumber = 0
         // Up to two chunks in flight: the next one is read while the previous one is written. After
         // a crash at most these two are read again (the job's cursor moves only with durable chunks).
-        var inFlight: String?
-        func settle() async throws {
-            if let token = inFlight {
-                inFlight = nil
-                try await coordinator.awaitApplied(token)
-            }
+        var inFlight: (token: String, start: JobRecord)?
+        /// Waits until the chunk in flight is durable; returns the job as it was before that chunk
+        /// when the chunk was released for a retry instead (see ``BackfillCoordinator/ChunkData``).
+        func settle() async throws -> JobRecord? {
+            guard let current = inFlight else { return nil }
+            inFlight = nil
+            return try await coordinator.awaitApplied(current.token) ? nil : current.start
+        }
+        var retries = 0
+        /// Goes back to before a retried chunk, after a pause that grows while retries repeat (a
+        /// transaction committed but not yet visible, e.g. waiting for a synchronous standby).
+        func rewind(to start: JobRecord) async throws {
+            job = start
+            coordinator.resume(job: job.id)
+            retries += 1
+            logger.warning(
+                "backfill chunk read again: a transaction it could not see had already committed before it",
+                metadata: ["job.id": "\(job.id)", "retries": "\(retries)"])
+            try await Task.sleep(for: min(.seconds(5), .milliseconds(20) * (1 << min(retries, 8))))
         }
         do {
             while true {
                 // Obey the operator between chunks (after the chunk in flight is durable, so that its
                 // progress record does not overwrite the new status).
                 let control = try await store.job(job.id)?.control ?? .run
-                if control != .run { try await settle() }
+                if control != .run, let start = try await settle() {
+                    job = start
+                    coordinator.resume(job: job.id)
+                }
                 switch control {
                 case .cancel:
                     job.status = .cancelled
@@ -148,11 +164,17 @@ struct BackfillWorker: Sendable {
                     next.rate = Double(next.processed) / seconds
                     next.estimatedTotal = max(next.estimatedTotal, next.processed)
                     coordinator.provide(token, .init(
-                        entity: entity.name, rows: read.rows, missing: read.missing, snapshot: read.snapshot, job: next,
-                        generation: job.kind == .rebuild ? job.generation : nil))
+                        entity: entity.name, rows: read.rows, missing: read.missing, snapshot: read.snapshot,
+                        job: next, generation: job.kind == .rebuild ? job.generation : nil))
                     try await emit("H|\(token)", connection)
-                    try await settle()
-                    inFlight = token
+                    if let start = try await settle() {
+                        // The previous chunk is read again; this one follows it in the stream and is
+                        // released for a retry too, so wait for it and go back.
+                        _ = try await coordinator.awaitApplied(token)
+                        try await rewind(to: start)
+                        continue
+                    }
+                    inFlight = (token, job)
                     job = next
                     // Aim the next chunk at the target duration, and at the byte bound given the
                     // width of the rows just read.
@@ -162,15 +184,20 @@ struct BackfillWorker: Sendable {
                         let width = max(1, read.bytes / read.rows.count)
                         chunkSize = min(chunkSize, max(1, configuration.maximumChunkBytes / width))
                     }
-                    if read.isLast { break }
+                    if read.isLast {
+                        if let start = try await settle() {
+                            try await rewind(to: start)
+                            continue
+                        }
+                        break
+                    }
                 } catch {
                     coordinator.finish(token)
                     throw error
                 }
             }
-            try await settle()
         } catch {
-            if let token = inFlight { coordinator.finish(token) }
+            if let current = inFlight { coordinator.finish(current.token) }
             throw error
         }
         job.status = .completed
@@ -278,6 +305,7 @@ struct BackfillWorker: Sendable {
         guard let snapshotText, let snapshot = BackfillCoordinator.Snapshot(snapshotText) else {
             throw SyncError(.initialLoad, "the server returned no transaction snapshot for a backfill chunk")
         }
+
         let keyPositions = entity.keyColumns.compactMap { columns.firstIndex(of: $0) }
         var rows: [BackfillCoordinator.Row] = []
         rows.reserveCapacity(result.rows.count)
@@ -301,8 +329,8 @@ struct BackfillWorker: Sendable {
             let found = Set(rows.map(\.id))
             let remaining = Array((job.ids ?? []).dropFirst(wanted.count))
             return Chunk(
-                rows: rows, missing: wanted.filter { !found.contains($0) }, snapshot: snapshot, cursor: nil,
-                remainingIDs: remaining, isLast: remaining.isEmpty, bytes: bytes)
+                rows: rows, missing: wanted.filter { !found.contains($0) }, snapshot: snapshot,
+                cursor: nil, remainingIDs: remaining, isLast: remaining.isEmpty, bytes: bytes)
         }
     }
 

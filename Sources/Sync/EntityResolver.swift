@@ -43,6 +43,19 @@ public enum EntityResolver {
             } catch {
                 throw SyncError(.configuration, "\(path).content: \(error.message)")
             }
+            // Logical replication does not carry generated columns (PostgreSQL before 18, and 18
+            // without publish_generated_columns): every streamed change would miss the value.
+            let generated = Set(table.columns.filter(\.isGenerated).map(\.name))
+            for name in template.columns where generated.contains(name) {
+                throw SyncError(
+                    .schema,
+                    "\(path).content: {{\(name)}} is a generated column of \(entity.table), which logical replication does not carry, so every streamed change would lack it. Fix: render from the columns it is computed from")
+            }
+            for name in entity.metadata where generated.contains(name) {
+                throw SyncError(
+                    .schema,
+                    "\(path).metadata: \"\(name)\" is a generated column of \(entity.table), which logical replication does not carry. Fix: use the columns it is computed from")
+            }
             for name in template.columns where !columnNames.contains(name) {
                 throw SyncError(
                     .schema,

@@ -20,6 +20,12 @@ struct PendingBatch {
         var lsn: LSN
         /// The leaf partition of the row (partitioned tables only).
         var partition: String?
+        /// The key was deleted earlier in this batch and is now another row's (a re-inserted or
+        /// re-keyed row): the stored document belongs to the deleted row, so its values must not
+        /// fill this row's unchanged TOAST values.
+        var followsDelete = false
+        /// The transaction of the last change (0 for rows read by a backfill).
+        var xid: UInt32 = 0
     }
 
     private(set) var entries: [Key: Entry] = [:]
@@ -48,15 +54,21 @@ struct PendingBatch {
         if startedAt == nil { startedAt = .now }
     }
 
-    mutating func upsert(_ key: Key, values: [String: ColumnValue], lsn: LSN, partition: String? = nil) {
+    mutating func upsert(_ key: Key, values: [String: ColumnValue], lsn: LSN, partition: String? = nil, xid: UInt32 = 0) {
         var merged = values
+        var followsDelete = false
+        switch entries[key]?.operation {
+        case .delete?: followsDelete = true
+        case .upsert?: followsDelete = entries[key]?.followsDelete ?? false
+        case nil: break
+        }
         // A later update that did not carry a TOAST value keeps the one an earlier change carried.
         if case .upsert(let previous)? = entries[key]?.operation {
             for (column, value) in merged where value == .unchangedToast {
                 if let earlier = previous[column] { merged[column] = earlier }
             }
         }
-        entries[key] = Entry(operation: .upsert(values: merged), lsn: lsn, partition: partition)
+        entries[key] = Entry(operation: .upsert(values: merged), lsn: lsn, partition: partition, followsDelete: followsDelete, xid: xid)
         // A rebuild chunk's row of the same key is older: this version goes to every generation.
         targeted[key] = nil
         touch(values.values.reduce(48) { total, value in

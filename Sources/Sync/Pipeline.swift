@@ -173,6 +173,7 @@ public final class Pipeline: Sendable {
                 case .transaction(let piece):
                     for change in piece.changes { add(change, partitions: map, to: &batch) }
                     if piece.isFinal {
+                        coordinator?.observeCommit(xid: piece.xid)
                         // Watermarks are transactional messages: they take effect at their commit.
                         for message in piece.messages { watermark(message, lsn: piece.endLSN, to: &batch) }
                         batch.checkpoint = max(batch.checkpoint ?? .zero, piece.endLSN)
@@ -209,6 +210,11 @@ public final class Pipeline: Sendable {
 
     /// Adds a backfill chunk released at its high watermark: its rows as upserts at that position.
     private func addChunk(_ release: BackfillCoordinator.Release, token: String, lsn: LSN, to batch: inout PendingBatch) {
+        if release.retry {
+            // Nothing of it applies; the worker learns once this batch is durable and reads it again.
+            batch.chunkTokens.append(token)
+            return
+        }
         for row in release.rows {
             let values = row.values.mapValues { $0.map(ColumnValue.text) ?? .null }
             if let generation = release.generation {
@@ -262,7 +268,8 @@ public final class Pipeline: Sendable {
                         values[column] = newValues[index]
                     }
                 }
-                batch.upsert(.init(entity: entity.name, id: documentID), values: values, lsn: change.commitLSN, partition: partition)
+                batch.upsert(
+                    .init(entity: entity.name, id: documentID), values: values, lsn: change.commitLSN, partition: partition, xid: change.xid)
             }
         }
     }
@@ -515,18 +522,20 @@ public final class Pipeline: Sendable {
         let targetedByEntity = Dictionary(grouping: batch.targeted, by: { $0.key.entity })
         for entityName in Set(byEntity.keys).union(targetedByEntity.keys).sorted() {
             guard let entity = entitiesByName[entityName] else { continue }
-            var upserts: [(id: String, values: [String: ColumnValue], lsn: LSN, generation: Int?, partition: String?)] = []
+            var upserts: [(id: String, values: [String: ColumnValue], lsn: LSN, generation: Int?, partition: String?, xid: UInt32)] = []
+            var replacingDeleted = Set<String>()
             for (key, entry) in byEntity[entityName] ?? [] {
                 switch entry.operation {
                 case .delete:
                     work.deletes[entityName, default: []].append(key.id)
                     work.resolved[entityName, default: []].append(key.id)
                 case .upsert(let values):
-                    upserts.append((key.id, values, entry.lsn, nil, entry.partition))
+                    upserts.append((key.id, values, entry.lsn, nil, entry.partition, entry.xid))
+                    if entry.followsDelete { replacingDeleted.insert(key.id) }
                 }
             }
             for (key, row) in targetedByEntity[entityName] ?? [] {
-                upserts.append((key.id, row.values, row.lsn, row.generation, row.partition))
+                upserts.append((key.id, row.values, row.lsn, row.generation, row.partition, 0))
             }
             guard !upserts.isEmpty else { continue }
             // Truncated earlier in this very batch (the truncate is applied first): nothing stored
@@ -539,7 +548,7 @@ public final class Pipeline: Sendable {
             /// A stored source value may stand in for an unchanged TOAST value only when the stored
             /// document is the row's latest version.
             func storedValue(_ id: String, _ column: String) -> String?? {
-                guard let state = stored[id], state.isLatest else { return nil }
+                guard let state = stored[id], state.isLatest, !replacingDeleted.contains(id) else { return nil }
                 return state.sourceValues[column]
             }
 
@@ -552,7 +561,10 @@ public final class Pipeline: Sendable {
                 }
             }.map(\.id)
             if !missing.isEmpty, let rowSource {
+                let missingSet = Set(missing)
+                let xids = Set(upserts.filter { missingSet.contains($0.id) }.map(\.xid))
                 do {
+                    try await rowSource.waitUntilVisible(xids)
                     reread = try await rereadRows(entity, ids: missing, from: rowSource)
                 } catch {
                     rereadFailure = error

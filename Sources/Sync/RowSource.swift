@@ -65,6 +65,31 @@ public final class RowSource: Sendable {
         return rows
     }
 
+    /// Waits until the transactions `xids` (32-bit, as the stream reports them) are visible to new
+    /// snapshots. A commit is streamed as soon as its record is in the WAL, a moment — or, waiting
+    /// for a synchronous standby, much longer — before other sessions can see it; a row read before
+    /// that would look deleted. Throws when they are still invisible after `timeout`.
+    public func waitUntilVisible(_ xids: Set<UInt32>, timeout: Duration = .seconds(10)) async throws {
+        let pending = xids.subtracting([0])
+        guard !pending.isEmpty else { return }
+        let conn = try await connection.get()
+        let deadline = ContinuousClock.now + timeout
+        var pause = Duration.milliseconds(1)
+        while true {
+            let text = try await conn.query("SELECT pg_current_snapshot()::text").rows.first?.first ?? nil
+            guard let text, let snapshot = BackfillCoordinator.Snapshot(text) else { return }
+            let invisible = pending.filter(snapshot.isInvisible)
+            if invisible.isEmpty { return }
+            guard ContinuousClock.now < deadline else {
+                throw SyncError(
+                    .apply,
+                    "transactions \(invisible.sorted()) committed in the stream but are still not visible after \(timeout) (a synchronous standby not answering?)")
+            }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(100))
+        }
+    }
+
     /// The partitioned table among `roots` that relation `oid` is a partition of, if any.
     public func partitionRoot(ofRelation oid: UInt32, among roots: Set<TableName>) async throws -> TableName? {
         try await PartitionMap.root(ofRelation: oid, among: roots, on: try await connection.get())

@@ -19,6 +19,29 @@ struct Drift: CustomStringConvertible {
     var description: String { "missing \(missing.prefix(10)), extra \(extra.prefix(10)), stale \(stale.prefix(10))" }
 }
 
+/// The error an agent stops with at start-up, or `nil` when it is still running after `timeout`
+/// (then it is shut down).
+func startupError(_ configuration: AgentConfiguration, timeout: Duration = .seconds(20)) async throws -> (any Error)? {
+    let agent = Agent(configuration: configuration, logger: testLogger)
+    return await withTaskGroup(of: (any Error)?.self) { group in
+        group.addTask {
+            do {
+                try await agent.run()
+                return nil
+            } catch {
+                return error
+            }
+        }
+        group.addTask {
+            try? await Task.sleep(for: timeout)
+            return nil
+        }
+        let first = await group.next() ?? nil
+        group.cancelAll()
+        return first
+    }
+}
+
 /// Every document of `entity`, by id.
 func exportAll(_ store: any IndexStore, entity: String) async throws -> [String: ExportedDocument] {
     var exported: [String: ExportedDocument] = [:]
@@ -226,6 +249,82 @@ func drift(
                 let after = try await settledDrift(db, store, entity: entity, sql: "SELECT id::text, body FROM ONLY notes")
                 #expect(after.isEmpty, "the parent's own rows, and only them: \(after)")
             }
+        }
+    }
+
+    // MARK: Found by review of the fixes
+
+    @Test(arguments: LiveServer.all)
+    func aChunkNeverOverwritesAVersionCommittedBeforeItsLowWatermarkButInvisibleToItsSnapshot(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await createProducts(db, rows: 300)
+            let configuration = db.agentConfiguration(entities: [Self.products])
+            try await withAgent(configuration) { _, store in
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                // A commit that is in the WAL (so streamed) but not yet visible to snapshots: it
+                // waits for a synchronous standby that never comes (Scripts/pg-servers.sh).
+                let holder = try await PostgresConnection.connect(db.url, logger: testLogger)
+                let pid = try #require(try await holder.query("SELECT pg_backend_pid()::text").rows.first?.first ?? nil)
+                let held = Task {
+                    try await holder.simpleQuery(
+                        "BEGIN; SET LOCAL synchronous_commit = on; UPDATE products SET description = 'newest' WHERE id = 5; COMMIT;")
+                }
+                var deadline = ContinuousClock.now + .seconds(20)
+                while ContinuousClock.now < deadline {
+                    let five = try await store.export(entity: "product", after: "49", limit: 1).first { $0.id == "5" }
+                    if five?.content.hasSuffix("newest") == true { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(try await db.scalar("SELECT description FROM products WHERE id = 5") == "description of 5", "still invisible")
+                // A backfill now reads the old row; it must not write it over the streamed version.
+                let job = JobRecord(id: JobRecord.newID(), entity: "product", kind: .backfill)
+                try await store.saveJob(job)
+                try await Task.sleep(for: .seconds(2))
+                try await db.exec("SELECT pg_cancel_backend(\(pid))")
+                _ = try? await held.value
+                await holder.close()
+                deadline = ContinuousClock.now + .seconds(30)
+                while try await store.job(job.id)?.status != .completed, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(try await store.job(job.id)?.status == .completed)
+                #expect(try await db.scalar("SELECT description FROM products WHERE id = 5") == "newest")
+                let after = try await settledDrift(db, store, entity: Self.products, sql: Self.productsSQL)
+                #expect(after.isEmpty, "after the backfill: \(after)")
+            }
+        }
+    }
+
+    @Test(arguments: LiveServer.all)
+    func aKeyReusedInOneBatchNeverTakesTheDeletedRowsToastValues(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await db.exec("""
+                CREATE TABLE articles (id int PRIMARY KEY, title text, body text);
+                ALTER TABLE articles ALTER COLUMN body SET STORAGE EXTERNAL;
+                INSERT INTO articles SELECT g, 'title ' || g, repeat('body of ' || g || ' ', 800) FROM generate_series(1, 5) g;
+                """)
+            let entity = AgentConfiguration.Entity(name: "article", table: TableName(schema: "public", name: "articles"), content: "{{title}}: {{body}}")
+            var configuration = db.agentConfiguration(entities: [entity])
+            configuration.pipeline.batchDelay = .milliseconds(200)
+            let sql = "SELECT id::text, title, body FROM articles"
+            try await withAgent(configuration) { _, store in
+                try await db.exec("BEGIN; UPDATE articles SET id = 3000 WHERE id = 1; UPDATE articles SET id = 1 WHERE id = 2; COMMIT;")
+                try await db.exec("DELETE FROM articles WHERE id = 3; UPDATE articles SET id = 3 WHERE id = 4;")
+                let after = try await settledDrift(db, store, entity: entity, sql: sql)
+                #expect(after.isEmpty, "after keys were reused: \(after)")
+            }
+        }
+    }
+
+    @Test(arguments: LiveServer.first)
+    func aTemplateUsingAGeneratedColumnIsRefusedWithTheFix(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await db.exec("CREATE TABLE docs (id int PRIMARY KEY, title text, body text, doc text GENERATED ALWAYS AS (title || ' :: ' || body) STORED)")
+            let configuration = db.agentConfiguration(entities: [AgentConfiguration.Entity(
+                name: "doc", table: TableName(schema: "public", name: "docs"), content: "{{doc}}")])
+            let error = try await startupError(configuration) as? SyncError
+            #expect(error?.message.contains("entities.doc.content") == true, "\(String(describing: error))")
+            #expect(error?.message.contains("generated") == true)
         }
     }
 
