@@ -40,7 +40,12 @@ public struct ReplicationSetup: Sendable {
     /// publish inserts, updates, deletes and truncates, with `publish_via_partition_root = false`:
     /// with the option, a `TRUNCATE` of one partition is not published at all (see ``PartitionMap``).
     /// An existing publication with the option on is changed, and that is logged.
-    public func ensurePublication(on connection: PostgresConnection) async throws {
+    ///
+    /// - Returns: the configured tables that were not in the publication (all of them when it was
+    ///   created): their changes since they left it — or since a table of the same name replaced
+    ///   the one published — never reached the stream, so their entities must be read again.
+    @discardableResult
+    public func ensurePublication(on connection: PostgresConnection) async throws -> [TableName] {
         let level = try await connection.query("SELECT current_setting('wal_level')").rows.first?.first ?? nil
         guard level == "logical" else {
             throw CaptureError(
@@ -60,10 +65,11 @@ public struct ReplicationSetup: Sendable {
             let target = configuration.tables.isEmpty ? "" : " FOR TABLE \(tableList)"
             try await connection.query("CREATE PUBLICATION \(name)\(target) WITH (publish_via_partition_root = false)")
             logger.info("publication created", metadata: ["publication.name": "\(configuration.publicationName)"])
-            return
+            return configuration.tables
         }
+        var added: [TableName] = []
         if existing.rows[0][1] == "t" {
-            logger.info("publication covers all tables", metadata: ["publication.name": "\(configuration.publicationName)"])
+            logger.debug("publication covers all tables", metadata: ["publication.name": "\(configuration.publicationName)"])
         } else {
             // The members themselves (pg_publication_tables lists a partitioned table's leaves instead).
             let rows = try await connection.query(
@@ -76,6 +82,7 @@ public struct ReplicationSetup: Sendable {
             let current = Set(rows.rows.compactMap { row in
                 row[0].flatMap { schema in row[1].map { TableName(schema: schema, name: $0) } }
             })
+            added = configuration.tables.filter { !current.contains($0) }
             if current != Set(configuration.tables) {
                 if configuration.tables.isEmpty {
                     for table in current { try await connection.query("ALTER PUBLICATION \(name) DROP TABLE \(table.quoted)") }
@@ -96,6 +103,7 @@ public struct ReplicationSetup: Sendable {
                 "publication had publish_via_partition_root = true, under which a TRUNCATE of one partition is never published; set it to false (changes now arrive under each partition's name, which tidemark maps to the partitioned table)",
                 metadata: ["publication.name": "\(configuration.publicationName)"])
         }
+        return added
     }
 
     /// Returns the slot's state, creating it with `pgoutput` if it does not exist.

@@ -64,6 +64,12 @@ public final class Agent: Service, Sendable {
         }
     }
 
+    /// The active (queued, running or paused) rebuild of `entity`, if any: two rebuilds of one
+    /// entity never run at once (each would drop the other's generation), so a second one waits.
+    public static func activeRebuild(of entity: String, in store: SQLiteIndexStore) async throws -> JobRecord? {
+        try await store.activeJobs().first { $0.entity == entity && $0.kind == .rebuild }
+    }
+
     /// Reads the catalog and resolves the configured entities against it.
     public static func resolveEntities(_ configuration: AgentConfiguration, on connection: PostgresConnection, logger: Logger) async throws -> [EntityMapping] {
         let schemas = Array(Set(configuration.entities.map(\.table.schema))).sorted()
@@ -122,9 +128,10 @@ public final class Agent: Service, Sendable {
         let setup = ReplicationSetup(
             configuration: .init(slotName: source.slot, publicationName: source.publication, tables: Array(Set(entities.map(\.table))).sorted()),
             logger: logger)
-        try await setup.ensurePublication(on: connection)
+        let unpublished = try await setup.ensurePublication(on: connection)
         let start = try await prepareSlot(setup: setup, connection: connection, entities: entities, store: store)
-        try await reconcilePartitions(partitionMap.withLock { $0 }, entities: entities, store: store)
+        try await reconcileConfiguration(entities: entities, store: store)
+        try await reconcileSource(entities: entities, unpublished: unpublished, store: store, connection: connection)
 
         var readerConfiguration = ReplicationReader.Configuration(
             connectionString: source.url, slotName: source.slot, publicationNames: [source.publication])
@@ -154,10 +161,8 @@ public final class Agent: Service, Sendable {
                 group.addTask {
                     try await self.heartbeat()
                 }
-                if !self.partitionMap.withLock({ $0.leaves.isEmpty }) {
-                    group.addTask {
-                        try await self.watchPartitions(connection: connection, entities: entities, store: store, pipeline: pipeline)
-                    }
+                group.addTask {
+                    try await self.watchSource(setup: setup, connection: connection, entities: entities, store: store, pipeline: pipeline)
                 }
                 group.addTask {
                     try await self.scheduleBackfills(entities: entities, store: store, coordinator: coordinator)
@@ -247,35 +252,103 @@ public final class Agent: Service, Sendable {
         return start
     }
 
-    /// Compares the leaf partitions of each partitioned entity with those recorded in the index. A
-    /// partition attached or detached since (no change in the stream tells) is healed with a full
-    /// backfill of the entity, whose sweep removes the rows of a detached partition and whose chunks
-    /// load those of an attached one.
-    private func reconcilePartitions(_ map: PartitionMap, entities: [EntityMapping], store: SQLiteIndexStore) async throws {
+    /// Queues a full backfill (with a sweep) of `entity` unless one that has not started yet is
+    /// queued: a job's sweep position and chunks are taken when it starts, so a job that starts after
+    /// a change sees it. A job already under way may be past the keys concerned (its cursor) or have
+    /// taken its sweep position before the change, so it never counts.
+    private func queueFullBackfill(_ entity: String, store: SQLiteIndexStore, reason: String) async throws {
+        let pending = try await store.activeJobs().first {
+            $0.entity == entity && $0.kind == .backfill && $0.status == .queued && $0.sweepBefore == nil && $0.cursor == nil
+        }
+        if let pending {
+            logger.warning("\(reason); the queued backfill covers it", metadata: ["job.id": "\(pending.id)", "entity": "\(entity)"])
+            return
+        }
+        let job = JobRecord(id: JobRecord.newID(), entity: entity, kind: .backfill)
+        try await store.saveJob(job)
+        logger.warning("\(reason); backfilling the entity", metadata: ["job.id": "\(job.id)", "entity": "\(entity)"])
+    }
+
+    /// What identifies an entity's configuration: table, key columns, template and metadata columns.
+    static func configurationFingerprint(_ mapping: EntityMapping, _ entity: AgentConfiguration.Entity?) -> String {
+        let text = [
+            mapping.table.quoted, mapping.keyColumns.joined(separator: ","), entity?.content ?? "",
+            mapping.metadataColumns.joined(separator: ","),
+        ].joined(separator: "\u{1F}")
+        return EntityMapping.hash(text)
+    }
+
+    /// Compares each entity's configuration (table, key, template, metadata) with the one its
+    /// documents were made with, recorded in the index. A different one is healed with a full
+    /// backfill of the entity, whose chunks render every row anew (unchanged content costs no
+    /// embedding) and whose sweep removes documents under keys that no longer exist.
+    ///
+    /// An entity that was configured before and is no longer has its recorded state cleared, so that
+    /// configuring it again loads it fully (the stream did not follow it meanwhile).
+    private func reconcileConfiguration(entities: [EntityMapping], store: SQLiteIndexStore) async throws {
+        let configured = Dictionary(configuration.entities.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var state: [String: String] = [:]
         for entity in entities {
-            guard let leaves = map.leaves[entity.table] else { continue }
-            let current = leaves.map(\.oid).sorted().joined(separator: ",")
-            let key = "partitions.\(entity.name)"
+            let key = "config.\(entity.name)"
+            let current = Self.configurationFingerprint(entity, configured[entity.name])
             let recorded = try await store.state(key)
-            guard recorded != current else { continue }
-            if recorded != nil {
-                let underway = try await store.activeJobs().contains { $0.entity == entity.name && $0.kind == .backfill }
-                if !underway {
-                    var job = JobRecord(id: JobRecord.newID(), entity: entity.name, kind: .backfill)
-                    job.lastError = nil
-                    try await store.saveJob(job)
-                    logger.warning(
-                        "partitions of \(entity.table) were attached or detached; backfilling the entity",
-                        metadata: ["job.id": "\(job.id)", "entity": "\(entity.name)", "partitions": "\(leaves.map(\.table))"])
+            if let recorded, !recorded.isEmpty, recorded != current {
+                try await queueFullBackfill(entity.name, store: store, reason: "the configuration of entity \(entity.name) changed")
+            }
+            if recorded != current { state[key] = current }
+        }
+        let names = entities.map(\.name).sorted()
+        let before = try await store.state("entities").map { $0.split(separator: ",").map(String.init) } ?? []
+        for removed in before where !names.contains(removed) {
+            // Nothing followed the entity meanwhile: forget that it was ever loaded.
+            for key in ["loaded", "config", "source", "partitions"] { state["\(key).\(removed)"] = "" }
+            logger.info("entity no longer configured; its load is forgotten (configuring it again loads it fully)", metadata: ["entity": "\(removed)"])
+        }
+        state["entities"] = names.joined(separator: ",")
+        try await store.apply(IndexBatch(), state: state)
+    }
+
+    /// Compares each entity table's identity (``TableIdentity``: OID, storage, partitions and their
+    /// attachments) with the one recorded in the index, and heals any difference — and a table that
+    /// was missing from the publication (`unpublished`) — with a full backfill of the entity. None of
+    /// these changes leaves a trace in the stream: a partition attached or detached, a table swapped
+    /// for another of the same name, a rewriting `ALTER TABLE`, a table dropped from the publication.
+    private func reconcileSource(
+        entities: [EntityMapping], unpublished: [TableName], store: SQLiteIndexStore, connection: PostgresConnection
+    ) async throws {
+        let identities = try await TableIdentity.load(Array(Set(entities.map(\.table))).sorted(), on: connection)
+        for entity in entities {
+            let key = "source.\(entity.name)"
+            let current = identities[entity.table]?.fingerprint ?? ""
+            let recorded = try await store.state(key)
+            var reasons: [String] = []
+            if let recorded, !recorded.isEmpty, recorded != current {
+                if let earlier = TableIdentity(fingerprint: recorded), let now = identities[entity.table] {
+                    reasons += now.changes(since: earlier)
+                } else {
+                    reasons.append("the table changed")
                 }
             }
-            try await store.apply(IndexBatch(), state: [key: current])
+            if unpublished.contains(entity.table) {
+                // A first start creates the publication; the initial load covers that.
+                let loaded = try await store.state("loaded.\(entity.name)") ?? ""
+                let known = !(recorded ?? "").isEmpty || !loaded.isEmpty
+                if known { reasons.append("the table was not in the publication (added again)") }
+            }
+            if !reasons.isEmpty {
+                try await queueFullBackfill(
+                    entity.name, store: store, reason: "\(entity.table): \(reasons.joined(separator: "; ")) — no change in the stream tells")
+            }
+            if recorded != current { try await store.apply(IndexBatch(), state: [key: current]) }
         }
     }
 
-    /// Reads the partition trees again now and then (`ATTACH`/`DETACH PARTITION` leave no trace in
-    /// the stream) and reconciles them.
-    private func watchPartitions(connection: PostgresConnection, entities: [EntityMapping], store: SQLiteIndexStore, pipeline: Pipeline) async throws {
+    /// Reads the source's catalog again every `partition_check_interval`: the partition trees (for
+    /// the pipeline's mapping of partitions to entities), the publication (a table dropped from it
+    /// is added again) and each entity table's identity, and reconciles them.
+    private func watchSource(
+        setup: ReplicationSetup, connection: PostgresConnection, entities: [EntityMapping], store: SQLiteIndexStore, pipeline: Pipeline
+    ) async throws {
         let tables = Array(Set(entities.map(\.table))).sorted()
         while !Task.isCancelled {
             do {
@@ -290,9 +363,10 @@ public final class Agent: Service, Sendable {
                     return known != map
                 }
                 if changed { pipeline.updatePartitions(map) }
-                try await reconcilePartitions(map, entities: entities, store: store)
+                let unpublished = try await setup.ensurePublication(on: connection)
+                try await reconcileSource(entities: entities, unpublished: unpublished, store: store, connection: connection)
             } catch where !Task.isCancelled {
-                logger.warning("cannot read the partitions of the entity tables; will retry", metadata: ["error": "\(error)"])
+                logger.warning("cannot read the catalog of the entity tables; will retry", metadata: ["error": "\(error)"])
             }
         }
     }
@@ -333,9 +407,17 @@ public final class Agent: Service, Sendable {
                     running.remove(finished)
                     retryAfter[finished] = .now + .seconds(2)
                 }
-                let candidates = try await store.activeJobs().reversed().filter { !running.contains($0.id) }
+                let active = try await store.activeJobs()
+                // Two rebuilds of one entity never run at once: each would drop the other's
+                // generation. The later one waits for the earlier one to finish.
+                var rebuilding = Set(active.filter { running.contains($0.id) && $0.kind == .rebuild }.map(\.entity))
+                let candidates = active.reversed().filter { !running.contains($0.id) }
                 for job in candidates where running.count < limit {
                     if let wait = retryAfter[job.id], wait > .now { continue }
+                    if job.kind == .rebuild {
+                        guard !rebuilding.contains(job.entity) else { continue }
+                        rebuilding.insert(job.entity)
+                    }
                     guard let entity = byName[job.entity] else {
                         var failed = job
                         failed.status = .failed
@@ -352,10 +434,9 @@ public final class Agent: Service, Sendable {
                     group.addTask {
                         defer { self.finishedWorkers.withLock { $0.append(job.id) } }
                         do {
-                            let finished = try await worker.run(job)
-                            if finished.status == .completed, let incarnation = finished.loadsIncarnation {
-                                try await store.apply(IndexBatch(), state: ["loaded.\(entity.name)": incarnation])
-                            }
+                            // A load's `loaded.<entity>` is recorded by the worker in the transaction that
+                            // completes the job, so a crash cannot separate the two.
+                            _ = try await worker.run(job)
                         } catch is CancellationError {
                         } catch {
                             if Task.isCancelled { return }

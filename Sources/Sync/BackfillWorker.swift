@@ -214,7 +214,8 @@ struct BackfillWorker: Sendable {
             batch.generationChanges[entity.name] = GenerationChange(active: building, maintained: [building, previous])
         }
         batch.jobs = [job]
-        try await store.apply(batch, state: [:])
+        // A load records itself in the same transaction, so a crash cannot separate the two.
+        try await store.apply(batch, state: job.loadsIncarnation.map { ["loaded.\(entity.name)": $0] } ?? [:])
         logger.info("backfill completed", metadata: ["job.id": "\(job.id)", "entity": "\(entity.name)", "rows": "\(job.processed)"])
         return job
     }

@@ -50,6 +50,10 @@ struct BackfillCommand: AsyncParsableCommand {
             }
             let store = try Agent.openStore(configuration, logger: logger)
             if rebuild && !ids.isEmpty { fail("--rebuild rebuilds every row; it does not take --ids") }
+            if rebuild, let active = try await Agent.activeRebuild(of: entity, in: store) {
+                // Two rebuilds at once would each drop the other's half-built generation.
+                fail("a rebuild of \(entity) is already \(active.status.rawValue) (\(active.id)); wait for it to finish, or cancel it with: tidemark job \(active.id) cancel")
+            }
             var job = JobRecord(id: JobRecord.newID(), entity: entity, kind: rebuild ? .rebuild : ids.isEmpty ? .backfill : .ids)
             if !ids.isEmpty {
                 job.ids = ids
