@@ -17,10 +17,10 @@ final class DifferentialRun {
     private var history: WorkloadHistory
     /// Problems with the agent seen during the current round (exit statuses, failed commands).
     private var roundProblems: [String] = []
-    /// Large transactions run, and those the server decoded past `logical_decoding_work_mem`
-    /// (streamed or spilled) on slots already dropped.
+    /// Large transactions run, and those the server streamed (decoded past
+    /// `logical_decoding_work_mem` and sent before their commit) on slots already dropped.
     private var largeTransactions = 0
-    private var decodedLargeOnDroppedSlots = 0
+    private var streamedOnDroppedSlots = 0
     private var reportedJobs = Set<String>()
 
     init(database: TestDatabase, binary: String, settings: DifferentialSettings) async throws {
@@ -56,14 +56,20 @@ final class DifferentialRun {
     /// Starts the agent, runs the rounds, stops the agent. Records an issue for the first round whose
     /// index differs from the source, and stops there.
     func execute() async throws {
-        defer { history.close() }
         do {
             try await rounds()
         } catch {
             _ = await agent.kill()
             print("difftest: kept for inspection: \(directory)")
+            await close()
             throw error
         }
+        await close()
+    }
+
+    private func close() async {
+        history.close()
+        await workload.close()
     }
 
     private func rounds() async throws {
@@ -87,10 +93,10 @@ final class DifferentialRun {
         let stop = await agent.terminate()
         #expect(stop == nil, "the last agent stops gracefully: \(stop ?? "")\n\(agent.logTail())")
         if largeTransactions > 0 {
-            let decoded = try await decodedLargeTransactions()
+            let streamed = try await streamedTransactions()
             #expect(
-                decoded > 0,
-                "\(largeTransactions) large transactions ran, but the server never streamed or spilled one: logical_decoding_work_mem did not reach the walsender, so streaming went untested")
+                streamed > 0,
+                "\(largeTransactions) large transactions ran, but the server streamed none: streaming went untested (logical_decoding_work_mem did not reach the walsender, or the agent did not ask for streaming)")
         }
         if stop == nil { try? FileManager.default.removeItem(atPath: directory) }
     }
@@ -145,8 +151,8 @@ final class DifferentialRun {
         let elapsed = ContinuousClock.now - roundStarted
         var large = ""
         if largeTransactions > 0 {
-            let decoded = decodedLargeOnDroppedSlots + (try await decodedLargeTransactionsOfCurrentSlot())
-            large = ", \(largeTransactions) large transactions so far (\(decoded) streamed or spilled by the server)"
+            let streamed = streamedOnDroppedSlots + (try await streamedTransactionsOfCurrentSlot())
+            large = ", \(largeTransactions) large transactions so far (\(streamed) streamed by the server)"
         }
         print("difftest \(database.server) round \(round) (seed \(settings.seed), round seed \(seed)): \(transactions) transactions (\(rolledBack) rolled back)\(large), faults [\(faults.joined(separator: ", "))], \(documents) documents, \(elapsed.components.seconds) s")
 
@@ -208,7 +214,7 @@ final class DifferentialRun {
         }
         if let open = transaction.openFault, open.index == transaction.statements.count { outcome = try await perform(open.fault) }
         try await workload.simpleQuery(transaction.commits ? "COMMIT" : "ROLLBACK")
-        return outcome
+        return outcome.map { "the fault while open: \($0)" }
     }
 
     private static func run(_ transaction: WorkloadTransaction, on connection: PostgresConnection) async throws {
@@ -250,7 +256,7 @@ final class DifferentialRun {
 
     /// Drops the configured slot once no walsender holds it any more (the agent was just stopped).
     private func dropSlot() async throws -> String {
-        decodedLargeOnDroppedSlots += try await decodedLargeTransactionsOfCurrentSlot()
+        streamedOnDroppedSlots += try await streamedTransactionsOfCurrentSlot()
         let deadline = ContinuousClock.now + .seconds(15)
         while ContinuousClock.now < deadline {
             let result = try await database.connection.query(
@@ -264,21 +270,20 @@ final class DifferentialRun {
         return "still active"
     }
 
-    private func decodedLargeTransactionsOfCurrentSlot() async throws -> Int {
-        let text = try await database.scalar(
-            "SELECT (stream_txns + spill_txns)::text FROM pg_stat_replication_slots WHERE slot_name = $1", [database.name])
+    private func streamedTransactionsOfCurrentSlot() async throws -> Int {
+        let text = try await database.scalar("SELECT stream_txns::text FROM pg_stat_replication_slots WHERE slot_name = $1", [database.name])
         return Int(text ?? "0") ?? 0
     }
 
-    /// Large transactions decoded past `logical_decoding_work_mem` over the run (statistics arrive a
-    /// little late, so wait for them a moment).
-    private func decodedLargeTransactions() async throws -> Int {
+    /// Transactions the server streamed over the run (statistics arrive a little late, so wait for
+    /// them a moment).
+    private func streamedTransactions() async throws -> Int {
         for _ in 0..<50 {
-            let total = decodedLargeOnDroppedSlots + (try await decodedLargeTransactionsOfCurrentSlot())
+            let total = streamedOnDroppedSlots + (try await streamedTransactionsOfCurrentSlot())
             if total > 0 { return total }
             try await Task.sleep(for: .milliseconds(100))
         }
-        return decodedLargeOnDroppedSlots
+        return streamedOnDroppedSlots
     }
 
     private static func describe(_ job: JobRecord) -> String {

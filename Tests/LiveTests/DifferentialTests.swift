@@ -12,7 +12,7 @@ import Testing
 /// - `TIDEMARK_DIFF_OPS`: comma list of operation families (``OperationFamily``); default all.
 /// - `TIDEMARK_DIFF_TABLES`: comma list of the tables the workload writes (``SourceTable``); default all.
 ///   Every table is still loaded and compared; this isolates, say, the partitioned one.
-/// - `TIDEMARK_DIFF_ROUNDS`: rounds in bounded mode (default 3).
+/// - `TIDEMARK_DIFF_ROUNDS`: rounds in bounded mode (default 5, under a minute per server in a debug build).
 /// - `TIDEMARK_SOAK_SECONDS`: soak mode: rounds until that many seconds are spent (shared by the servers).
 @Suite(.serialized) struct DifferentialTests {
     @Test(arguments: LiveServer.all)
@@ -62,8 +62,9 @@ struct DifferentialSettings: Sendable, CustomStringConvertible {
     /// Rounds in bounded mode.
     var rounds: Int
     var transactionsPerRound = 30
-    /// Longest wait for the agent to catch up after a round.
-    var catchUpTimeout: Duration = .seconds(90)
+    /// Longest wait for the agent to catch up after a round (a full reload after a dropped slot
+    /// takes a few seconds in a debug build).
+    var catchUpTimeout: Duration = .seconds(60)
 
     static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DifferentialSettings {
         var seed = defaultSeed
@@ -77,7 +78,7 @@ struct DifferentialSettings: Sendable, CustomStringConvertible {
             guard let seconds = Int(text), seconds > 0 else { throw DifferentialTestError("TIDEMARK_SOAK_SECONDS must be a positive number of seconds") }
             soak = .seconds(seconds) / max(1, LiveServer.all.count)
         }
-        var rounds = 3
+        var rounds = 5
         if let text = environment["TIDEMARK_DIFF_ROUNDS"], !text.isEmpty {
             guard let count = Int(text), count > 0 else { throw DifferentialTestError("TIDEMARK_DIFF_ROUNDS must be a positive number") }
             rounds = count
@@ -109,7 +110,7 @@ struct DifferentialSettings: Sendable, CustomStringConvertible {
     }
 
     var description: String {
-        let mode = soak.map { "soak for \($0.components.seconds) s" } ?? "\(rounds) rounds"
+        let mode = soak.map { "soak for \($0.components.seconds) s on this server (TIDEMARK_SOAK_SECONDS is shared by the servers), rounds" } ?? "\(rounds) rounds"
         return "seed \(seed) (TIDEMARK_DIFF_SEED), families \(familyList), tables \(tableList), \(mode) of \(transactionsPerRound) transactions"
     }
 }

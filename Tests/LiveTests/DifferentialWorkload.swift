@@ -253,7 +253,7 @@ struct WorkloadGenerator: Sendable {
         "harbor", "tide", "lantern", "granite", "meadow", "copper", "signal", "orchard", "ember", "willow", "quartz",
         "falcon", "drift", "cobalt", "summit", "pebble", "aurora", "canyon", "velvet", "maple", "beacon", "sparrow",
     ]
-    /// Values that have tripped up renderers and quoting before.
+    /// Values that stress quoting, escaping and rendering.
     private static let oddities = [
         "O'Brien", "naïve café", "tab\there", "back\\slash", "say \"hi\"", "wave 🌊", "two\nlines", "{{braces}}", "100% <b>&amp;</b>",
     ]
@@ -387,13 +387,20 @@ struct WorkloadGenerator: Sendable {
             case 8:
                 if let key = random.pick(hot.filter { $0.table == table }.map(\.key)) { ids.append(key.documentID) }
             default:
-                var scratch = model
-                ids.append(freshKey(table, &scratch).documentID)
-                model.counter = scratch.counter
+                ids.append(neverExistingID(table))
             }
         }
+        if ids.isEmpty { ids.append(neverExistingID(table)) }
         var seen = Set<String>()
         return ids.filter { seen.insert($0).inserted }
+    }
+
+    /// The id of a key no row has had.
+    private mutating func neverExistingID(_ table: SourceTable) -> String {
+        var scratch = model
+        let id = freshKey(table, &scratch).documentID
+        model.counter = scratch.counter
+        return id
     }
 
     // MARK: - Transactions
