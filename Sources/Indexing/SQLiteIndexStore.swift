@@ -157,6 +157,7 @@ public final class SQLiteIndexStore: IndexStore {
                         metadata = excluded.metadata, source = excluded.source, model = excluded.model,
                         vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at,
                         partition = excluded.partition
+                     WHERE excluded.lsn >= documents.lsn
                     """)
                 // Same content and model as a stored row: take that row's vector (from any generation).
                 let copyVector = try db.cachedStatement(sql: """
@@ -169,6 +170,7 @@ public final class SQLiteIndexStore: IndexStore {
                         metadata = excluded.metadata, source = excluded.source, model = excluded.model,
                         vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at,
                         partition = excluded.partition
+                     WHERE excluded.lsn >= documents.lsn
                     """)
                 var vectorless = Set<MissingStoredVectors.Key>()
                 func write(_ upsert: EmbeddedDocument, into targets: [Int]) throws {
@@ -189,12 +191,19 @@ public final class SQLiteIndexStore: IndexStore {
                             ])
                             // The stored vector is gone (deleted or truncated since the pipeline
                             // looked): never write nothing.
-                            if db.changesCount == 0 { vectorless.insert(.init(entity: document.entity, id: document.id)) }
+                            if db.changesCount == 0 {
+                                let newer = try Bool.fetchOne(
+                                    db, sql: "SELECT EXISTS (SELECT 1 FROM documents WHERE entity = ? AND id = ? AND generation = ? AND lsn > ?)",
+                                    arguments: [document.entity, document.id, generation, lsn]) ?? false
+                                if !newer { vectorless.insert(.init(entity: document.entity, id: document.id)) }
+                            }
                         }
                     }
                 }
-                // Rows of a rebuild's chunks go to the generation being built, before the stream's
-                // changes of the same batch (which are newer or equal, and go to every generation).
+                // Rows of a rebuild's chunks go to the generation being built; the stream's changes of
+                // the same batch go to every generation. A stream change that preceded the chunk's high
+                // watermark is older than the chunk row: a document is never replaced by an older
+                // version (lsn), so it cannot overwrite the row (found by the differential test).
                 for (generation, upserts) in batch.targetedUpserts.sorted(by: { $0.key < $1.key }) {
                     for upsert in upserts { try write(upsert, into: [generation]) }
                 }

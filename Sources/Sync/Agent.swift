@@ -408,15 +408,17 @@ public final class Agent: Service, Sendable {
                     retryAfter[finished] = .now + .seconds(2)
                 }
                 let active = try await store.activeJobs()
-                // Two rebuilds of one entity never run at once: each would drop the other's
-                // generation. The later one waits for the earlier one to finish.
-                var rebuilding = Set(active.filter { running.contains($0.id) && $0.kind == .rebuild }.map(\.entity))
+                // Whole-table jobs (backfills and rebuilds) of one entity run one at a time: two
+                // rebuilds would drop each other's generation, and a backfill's sweep at its end
+                // would remove what a rebuild running beside it had just written to its generation
+                // (found by the differential test). The later one waits; `ids` jobs run beside them.
+                var wholeTable = Set(active.filter { running.contains($0.id) && $0.kind != .ids }.map(\.entity))
                 let candidates = active.reversed().filter { !running.contains($0.id) }
                 for job in candidates where running.count < limit {
                     if let wait = retryAfter[job.id], wait > .now { continue }
-                    if job.kind == .rebuild {
-                        guard !rebuilding.contains(job.entity) else { continue }
-                        rebuilding.insert(job.entity)
+                    if job.kind != .ids {
+                        guard !wholeTable.contains(job.entity) else { continue }
+                        wholeTable.insert(job.entity)
                     }
                     guard let entity = byName[job.entity] else {
                         var failed = job
