@@ -45,7 +45,10 @@ public struct CatalogDiscovery: Sendable {
                        ORDER BY i.indnkeyatts, ic.relname)::text
                   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
                  WHERE i.indrelid = c.oid AND i.indisunique AND NOT i.indisprimary AND i.indimmediate
-                   AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL)
+                   AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL),
+               -- A DEFERRABLE primary key (its name), which cannot serve as a key.
+               (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                 WHERE i.indrelid = c.oid AND i.indisprimary AND NOT i.indimmediate)
           FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('r', 'p')
@@ -108,7 +111,7 @@ public struct CatalogDiscovery: Sendable {
                     table: TableName(schema: schema, name: name), columns: columnsByTable[oid] ?? [],
                     identity: row[3] ?? "d", estimate: Int64(row[4] ?? "") ?? 0,
                     primaryKey: Self.jsonNames(row[5]), identityIndex: Self.jsonNames(row[6]),
-                    uniqueIndexes: Self.jsonIndexes(row[7]),
+                    uniqueIndexes: Self.jsonIndexes(row[7]), deferrablePrimaryKey: row.count > 8 ? row[8] : nil,
                     published: published.contains(TableName(schema: schema, name: name)))
             }
         } catch {
@@ -118,7 +121,8 @@ public struct CatalogDiscovery: Sendable {
 
     static func describe(
         table: TableName, columns: [TableDescription.Column], identity: String, estimate: Int64,
-        primaryKey: [String], identityIndex: [String], uniqueIndexes: [TableDescription.UniqueIndex] = [], published: Bool
+        primaryKey: [String], identityIndex: [String], uniqueIndexes: [TableDescription.UniqueIndex] = [],
+        deferrablePrimaryKey: String? = nil, published: Bool
     ) -> TableDescription {
         let identityName: String
         switch identity {
@@ -161,6 +165,11 @@ public struct CatalogDiscovery: Sendable {
             if primaryKey.isEmpty {
                 reason = "no primary key and REPLICA IDENTITY DEFAULT: updates and deletes cannot be matched to a row. Fix: add a primary key, or ALTER TABLE \(table.quoted) REPLICA IDENTITY FULL with a unique index over NOT NULL columns"
             }
+        }
+        if reason == nil, let constraint = deferrablePrimaryKey, !key.isEmpty, key == primaryKey {
+            // Checked only at commit: inside a transaction two rows may hold one key for a moment
+            // (UPDATE … SET id = id + 1), and the stream's per-row changes then delete each other.
+            reason = "its primary key \(constraint) is DEFERRABLE: inside a transaction two rows may hold the same key for a moment, and their changes can then not be told apart. Fix: ALTER TABLE \(sql) ALTER CONSTRAINT \(TableName.readableIdentifier(constraint)) NOT DEFERRABLE"
         }
         if reason == nil, let problem = orderingProblem(key, columns) {
             reason = problem + ". Fix: give the table a primary key of an orderable type"
