@@ -621,27 +621,41 @@ public final class Pipeline: Sendable {
             }
         }
 
-        // Embed in provider-sized chunks; a failing chunk is retried document by document so that one
-        // bad row does not fail its neighbours.
+        // Each distinct content is embedded once per batch (documents with equal content — a rebuild
+        // chunk's row and a stream change of the same row, or rows that render alike — share the
+        // vector), in provider-sized chunks; a failing chunk is retried text by text so that one bad
+        // row does not fail its neighbours.
         var failed = Set<Int>()
+        var sharers: [String: [Int]] = [:]
+        var distinct: [(document: Document, index: Int)] = []
+        for item in toEmbed {
+            if sharers[item.document.contentHash] == nil { distinct.append(item) }
+            sharers[item.document.contentHash, default: []].append(item.index)
+        }
         let chunkSize = max(1, embedder.maxBatchSize)
         var start = 0
-        while start < toEmbed.count {
-            let chunk = Array(toEmbed[start..<min(start + chunkSize, toEmbed.count)])
+        while start < distinct.count {
+            let chunk = Array(distinct[start..<min(start + chunkSize, distinct.count)])
             start += chunkSize
             do {
                 let vectors = try await embedChecked(chunk.map(\.document.content))
-                for (item, vector) in zip(chunk, vectors) { work.upserts[item.index].vector = vector }
+                for (item, vector) in zip(chunk, vectors) {
+                    for index in sharers[item.document.contentHash] ?? [] { work.upserts[index].vector = vector }
+                }
             } catch {
                 for item in chunk {
+                    let indexes = sharers[item.document.contentHash] ?? []
                     do {
                         let vector = try await embedChecked([item.document.content])
-                        work.upserts[item.index].vector = vector[0]
+                        for index in indexes { work.upserts[index].vector = vector[0] }
                     } catch {
-                        failed.insert(item.index)
-                        work.deadLetters.append(DeadLetter(
-                            entity: item.document.entity, id: item.document.id, stage: "embed", error: "\(error)",
-                            lsn: item.document.lsn, firstFailedAt: now, lastFailedAt: now))
+                        for index in indexes {
+                            let document = work.upserts[index].document
+                            failed.insert(index)
+                            work.deadLetters.append(DeadLetter(
+                                entity: document.entity, id: document.id, stage: "embed", error: "\(error)",
+                                lsn: document.lsn, firstFailedAt: now, lastFailedAt: now))
+                        }
                     }
                 }
             }
