@@ -18,8 +18,12 @@ final class CountingEmbedder: Embedder {
     private let state = Mutex<(calls: Int, texts: Int, failuresLeft: Int)>((0, 0, 0))
     let poison: String?
 
-    init(poison: String? = nil, failures: Int = 0) {
+    /// How long each call takes (a slow provider).
+    let delay: Duration
+
+    init(poison: String? = nil, failures: Int = 0, delay: Duration = .zero) {
         self.poison = poison
+        self.delay = delay
         state.withLock { $0.failuresLeft = failures }
     }
 
@@ -34,6 +38,7 @@ final class CountingEmbedder: Embedder {
             state.failuresLeft -= 1
             return true
         }
+        if delay > .zero { try await Task.sleep(for: delay) }
         if fail { throw IndexingError(.embedding, "provider rejected the input (HTTP 400)") }
         return try await inner.embed(texts)
     }

@@ -673,13 +673,13 @@ func drift(
     func shutdownConfirmsTheLastAppliedPositionToTheServer(server: LiveServer) async throws {
         try await withDatabase(on: server) { db in
             try await createProducts(db, rows: 10)
-            var configuration = db.agentConfiguration(entities: [Self.products])
-            configuration.pipeline.batchDelay = .milliseconds(300)
-            try await withAgent(configuration) { _, store in
+            let configuration = db.agentConfiguration(entities: [Self.products])
+            // Embedding takes a while, so the last batch is still being prepared at shutdown.
+            let embedder = CountingEmbedder(delay: .milliseconds(400))
+            try await withAgent(configuration, embedder: embedder) { _, store in
                 try await waitForCheckpoint(store, try await db.currentLSN())
                 try await db.exec("UPDATE products SET name = 'last words' WHERE id = 1")
-                // Shut down while the last batch waits for its batch delay.
-                try await Task.sleep(for: .milliseconds(100))
+                try await Task.sleep(for: .milliseconds(150))
             }
             let store = try Agent.openStore(configuration, logger: testLogger)
             let checkpoint = try #require(try await store.state("checkpoint").flatMap { LSN($0) })
