@@ -104,8 +104,6 @@ final class BackfillCoordinator: Sendable {
 
     private struct State {
         var chunks: [String: Chunk] = [:]
-        /// The last changes of entities with a registered chunk (covers the moments just before L).
-        var recent: [Change] = []
         var watched: [String: Int] = [:]
         /// Jobs with a chunk being read again: their later chunks (already in the stream) are
         /// retried too, so the job's durable cursor never passes the retried chunk.
@@ -121,8 +119,6 @@ final class BackfillCoordinator: Sendable {
     static let commitHistory = 262_144
 
     private let state = Mutex(State())
-    /// How many changes before a low watermark are kept for the visibility check.
-    let historyLength = 4_096
 
     // MARK: - Worker side
 
@@ -181,7 +177,6 @@ final class BackfillCoordinator: Sendable {
             guard let chunk = state.chunks.removeValue(forKey: token) else { return }
             state.watched[chunk.entity, default: 1] -= 1
             if state.watched[chunk.entity] ?? 0 <= 0 { state.watched[chunk.entity] = nil }
-            if state.watched.isEmpty { state.recent.removeAll() }
         }
     }
 
@@ -195,8 +190,6 @@ final class BackfillCoordinator: Sendable {
         state.withLock { state in
             guard state.watched[entity] != nil else { return }
             let change = Change(xid: xid, entity: entity, id: id)
-            state.recent.append(change)
-            if state.recent.count > historyLength * 2 { state.recent.removeFirst(state.recent.count - historyLength) }
             for token in state.chunks.keys where state.chunks[token]?.windowOpen == true && state.chunks[token]?.entity == entity {
                 state.chunks[token]?.changes.append(change)
             }
@@ -237,9 +230,9 @@ final class BackfillCoordinator: Sendable {
             case "L":
                 chunk.windowOpen = true
                 chunk.commitsBeforeLow = state.commitCount
-                // Transactions committed just before L may still have been invisible to the chunk's
-                // snapshot: keep the recent ones for the check at H.
-                chunk.changes = state.recent.filter { $0.entity == chunk.entity }.suffix(historyLength)
+                // Transactions committed before L but invisible to the chunk's snapshot are caught by
+                // the commit history at H (the chunk is then read again); the window collects the rest.
+                chunk.changes = []
                 state.chunks[token] = chunk
                 return (token, nil)
             case "H":
