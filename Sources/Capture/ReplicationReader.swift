@@ -30,6 +30,9 @@ public final class ReplicationReader: Sendable {
         public var protocolVersion = 2
         /// Ask for non-transactional and transactional logical messages (watermarks, heartbeats).
         public var messages = true
+        /// Least time between two ``CaptureEvent/idle(_:)`` events: each costs the consumer a write,
+        /// and under load commits move its position anyway. Default 1 s.
+        public var idleEventInterval: Duration = .seconds(1)
         /// Status update interval; `nil` (default) derives it from `wal_sender_timeout` (a quarter
         /// of it, between 100 ms and 10 s).
         public var statusInterval: Duration?
@@ -70,6 +73,8 @@ public final class ReplicationReader: Sendable {
         var durable = LSN.zero
         /// Position of the last event handed to the queue.
         var queued = LSN.zero
+        /// When the last idle event was handed over.
+        var lastIdleEvent: ContinuousClock.Instant?
         var statistics = Statistics()
         var statusInterval = Duration.seconds(10)
         var lastStatus = ContinuousClock.now
@@ -298,9 +303,12 @@ public final class ReplicationReader: Sendable {
             }
             // An idle position past everything delivered: the consumer records it like a commit.
             if let idleEnd, !assembler.hasOpenTransaction {
+                let interval = configuration.idleEventInterval
                 let fresh = state.withLock { state in
-                    guard idleEnd > state.queued else { return false }
+                    let now = ContinuousClock.now
+                    guard idleEnd > state.queued, state.lastIdleEvent.map({ now - $0 >= interval }) ?? true else { return false }
                     state.queued = idleEnd
+                    state.lastIdleEvent = now
                     return true
                 }
                 if fresh { events.append(.idle(idleEnd)) }
