@@ -108,8 +108,9 @@ final class BackfillCoordinator: Sendable {
         /// Jobs with a chunk being read again: their later chunks (already in the stream) are
         /// retried too, so the job's durable cursor never passes the retried chunk.
         var retrying: Set<String> = []
-        /// The ids of the last ``commitHistory`` transactions committed in the stream (a ring).
-        var commits: [UInt32] = []
+        /// The ids of the last ``commitHistory`` transactions committed in the stream (a ring,
+        /// allocated once: an array grown commit by commit stalled the stream when it reallocated).
+        var commits = [UInt32](repeating: 0, count: BackfillCoordinator.commitHistory)
         var commitCount = 0
     }
 
@@ -200,11 +201,7 @@ final class BackfillCoordinator: Sendable {
     /// stream order.
     func observeCommit(xid: UInt32) {
         state.withLock { state in
-            if state.commits.count < Self.commitHistory {
-                state.commits.append(xid)
-            } else {
-                state.commits[state.commitCount % Self.commitHistory] = xid
-            }
+            state.commits[state.commitCount % Self.commitHistory] = xid
             state.commitCount += 1
         }
     }
@@ -240,7 +237,7 @@ final class BackfillCoordinator: Sendable {
                 // Committed before L yet invisible to the snapshot: its streamed changes may be
                 // newer than rows of the chunk, and they are not in the window. Read it again.
                 var early = false
-                let oldest = max(0, chunk.commitsBeforeLow - state.commits.count)
+                let oldest = max(0, chunk.commitsBeforeLow - Self.commitHistory)
                 var position = chunk.commitsBeforeLow - 1
                 while position >= oldest && !early {
                     early = data.snapshot.isInvisible(state.commits[position % Self.commitHistory])
