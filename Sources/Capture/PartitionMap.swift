@@ -50,23 +50,25 @@ public struct PartitionMap: Sendable, Equatable {
     }
 
     /// Reads the leaves of those of `tables` that are partitioned (also the leaves of
-    /// sub-partitioned partitions). Tables that do not exist are skipped.
+    /// sub-partitioned partitions), one query per table. Tables that do not exist are skipped.
     public static func load(_ tables: [TableName], on connection: PostgresConnection) async throws -> PartitionMap {
         var leaves: [TableName: [Leaf]] = [:]
         for table in tables {
+            // One row per leaf; a partitioned table without partitions yet gives one row of NULLs.
             let rows = try await connection.query(
                 """
-                SELECT c.oid::text, n.nspname, c.relname
-                  FROM pg_partition_tree(to_regclass($1)) t
-                  JOIN pg_class c ON c.oid = t.relid
-                  JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE t.isleaf AND t.level > 0
-                   AND (SELECT relkind FROM pg_class WHERE oid = to_regclass($1)) = 'p'
-                 ORDER BY c.oid
+                SELECT l.oid::text, l.nspname, l.relname
+                  FROM pg_class c
+                  LEFT JOIN LATERAL (
+                       SELECT lc.oid, ln.nspname, lc.relname
+                         FROM pg_partition_tree(c.oid) t
+                         JOIN pg_class lc ON lc.oid = t.relid
+                         JOIN pg_namespace ln ON ln.oid = lc.relnamespace
+                        WHERE t.isleaf AND t.level > 0) l ON true
+                 WHERE c.oid = to_regclass($1) AND c.relkind = 'p'
+                 ORDER BY l.oid
                 """, [table.quoted])
-            let partitioned = try await connection.query(
-                "SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)", [table.quoted])
-            guard partitioned.rows.first?.first == "p" else { continue }
+            guard !rows.rows.isEmpty else { continue }
             leaves[table] = rows.rows.compactMap { row in
                 guard let oid = row[0], let schema = row[1], let name = row[2] else { return nil }
                 return Leaf(oid: oid, table: TableName(schema: schema, name: name))
