@@ -36,6 +36,11 @@ public struct Document: Sendable, Equatable {
     }
 }
 
+extension Document {
+    /// The document's entity and id.
+    public var key: DocumentKey { DocumentKey(entity: entity, id: id) }
+}
+
 /// What the index already holds for a document, to decide what work a change needs.
 public struct StoredDocumentState: Sendable, Equatable {
     public var contentHash: String

@@ -24,23 +24,25 @@ public struct ExportedDocument: Sendable, Equatable, Codable {
     }
 }
 
+/// A document's entity and id.
+public struct DocumentKey: Sendable, Hashable {
+    public var entity: String
+    public var id: String
+
+    public init(entity: String, id: String) {
+        self.entity = entity
+        self.id = id
+    }
+}
+
 /// Thrown by ``IndexStore/apply(_:state:)`` when upserts without a vector (content and model
 /// unchanged, "keep the stored vector") find no stored vector to keep: the document was deleted or
 /// truncated after the pipeline looked. Nothing of the batch was written; the pipeline embeds these
 /// documents and applies the batch again.
 public struct MissingStoredVectors: Error, Sendable, CustomStringConvertible {
-    public struct Key: Sendable, Hashable {
-        public var entity: String
-        public var id: String
-        public init(entity: String, id: String) {
-            self.entity = entity
-            self.id = id
-        }
-    }
+    public var documents: Set<DocumentKey>
 
-    public var documents: Set<Key>
-
-    public init(documents: Set<Key>) { self.documents = documents }
+    public init(documents: Set<DocumentKey>) { self.documents = documents }
 
     public var description: String { "\(documents.count) upserts found no stored vector to keep" }
 }

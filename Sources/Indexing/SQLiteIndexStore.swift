@@ -172,7 +172,7 @@ public final class SQLiteIndexStore: IndexStore {
                         partition = excluded.partition
                      WHERE excluded.lsn >= documents.lsn
                     """)
-                var vectorless = Set<MissingStoredVectors.Key>()
+                var vectorless = Set<DocumentKey>()
                 func write(_ upsert: EmbeddedDocument, into targets: [Int]) throws {
                     let document = upsert.document
                     let metadata = Self.json(document.metadata)
@@ -195,7 +195,7 @@ public final class SQLiteIndexStore: IndexStore {
                                 let newer = try Bool.fetchOne(
                                     db, sql: "SELECT EXISTS (SELECT 1 FROM documents WHERE entity = ? AND id = ? AND generation = ? AND lsn > ?)",
                                     arguments: [document.entity, document.id, generation, lsn]) ?? false
-                                if !newer { vectorless.insert(.init(entity: document.entity, id: document.id)) }
+                                if !newer { vectorless.insert(document.key) }
                             }
                         }
                     }

@@ -4,10 +4,8 @@ import Postgres
 
 /// Changes waiting to be applied, coalesced per document: only the last change of each key counts.
 struct PendingBatch {
-    struct Key: Hashable {
-        var entity: String
-        var id: String
-    }
+    /// A document's entity and id: the store's own key type, so nothing converts between the two.
+    typealias Key = DocumentKey
 
     enum Operation {
         /// Values of the entity's select columns (unchanged TOAST values still marked as such).

@@ -417,7 +417,7 @@ public final class Pipeline: Sendable {
             }
             for upsert in work.upserts + work.targetedUpserts.values.joined() {
                 let document = upsert.document
-                progress.overlay[.init(entity: document.entity, id: document.id)] = (
+                progress.overlay[document.key] = (
                     sequence,
                     StoredDocumentState(
                         contentHash: document.contentHash, model: upsert.model, sourceValues: document.sourceValues, lsn: document.lsn,
@@ -692,13 +692,13 @@ public final class Pipeline: Sendable {
 
     /// Embeds the upserts the store found no vector for (their stored document went away after
     /// prepare looked); one that cannot be embedded becomes a dead letter.
-    private func embedMissing(_ missing: Set<MissingStoredVectors.Key>, in work: inout IndexBatch) async {
+    private func embedMissing(_ missing: Set<DocumentKey>, in work: inout IndexBatch) async {
         let now = Date().timeIntervalSince1970
-        var failed = Set<MissingStoredVectors.Key>()
+        var failed = Set<DocumentKey>()
         func fill(_ upserts: inout [EmbeddedDocument]) async {
             for index in upserts.indices where upserts[index].vector == nil {
                 let document = upserts[index].document
-                let key = MissingStoredVectors.Key(entity: document.entity, id: document.id)
+                let key = document.key
                 guard missing.contains(key) else { continue }
                 do {
                     upserts[index].vector = try await embedChecked([document.content])[0]
@@ -709,7 +709,7 @@ public final class Pipeline: Sendable {
                         firstFailedAt: now, lastFailedAt: now))
                 }
             }
-            upserts.removeAll { failed.contains(.init(entity: $0.document.entity, id: $0.document.id)) && $0.vector == nil }
+            upserts.removeAll { failed.contains($0.document.key) && $0.vector == nil }
         }
         await fill(&work.upserts)
         for generation in work.targetedUpserts.keys.sorted() {
