@@ -17,6 +17,10 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -39,9 +43,17 @@ let package = Package(
             ]
         ),
         .target(
+            name: "Embedding",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+        .target(
             name: "Indexing",
             dependencies: [
                 "Capture",
+                "Embedding",
                 "Postgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -53,6 +65,7 @@ let package = Package(
             name: "Sync",
             dependencies: [
                 "Capture",
+                "Embedding",
                 "Indexing",
                 "Postgres",
                 .product(name: "Logging", package: "swift-log"),
@@ -60,9 +73,24 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(
+            name: "Server",
+            dependencies: [
+                "Sync",
+                "Indexing",
+                "Embedding",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "tidemark",
             dependencies: [
+                "Server",
+                "Embedding",
                 "Capture",
                 "Indexing",
                 "Sync",
@@ -92,6 +120,7 @@ let package = Package(
             dependencies: [
                 "BenchmarkSupport",
                 "Capture",
+                "Embedding",
                 "Indexing",
                 "Sync",
                 "Postgres",
@@ -105,6 +134,7 @@ let package = Package(
             dependencies: [
                 "BenchmarkSupport",
                 "Capture",
+                "Embedding",
                 "Indexing",
                 "Sync",
                 "Postgres",
@@ -115,16 +145,20 @@ let package = Package(
         ),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
-        .testTarget(name: "IndexingTests", dependencies: ["Indexing", "Capture"]),
-        .testTarget(name: "SyncTests", dependencies: ["Sync", "Indexing", "Capture"]),
+        .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),
+        .testTarget(name: "IndexingTests", dependencies: ["Indexing", "Embedding", "Capture"]),
+        .testTarget(name: "SyncTests", dependencies: ["Sync", "Indexing", "Embedding", "Capture"]),
         .testTarget(
             name: "LiveTests",
             dependencies: [
                 "Capture",
+                "Embedding",
                 "Indexing",
                 "Sync",
+                "Server",
                 "Postgres",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
     ],

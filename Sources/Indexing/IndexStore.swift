@@ -73,4 +73,33 @@ public protocol IndexStore: Sendable {
     func count(entity: String) async throws -> Int
     /// Dead letters, optionally of one entity.
     func deadLetters(entity: String?) async throws -> [DeadLetter]
+    /// Dead letters of an entity recorded at or after `lsn` (the failures of a job).
+    func deadLetterCount(entity: String, since lsn: LSN) async throws -> Int
+
+    // MARK: Generations
+
+    /// The generation search and export read for `entity` (0 until a rebuild switches).
+    func activeGeneration(_ entity: String) async throws -> Int
+    /// The generations the pipeline currently writes for `entity`: the active one, a rebuild in
+    /// progress, the previous one kept for rollback.
+    func generations(_ entity: String) async throws -> [Int]
+
+    // MARK: Jobs
+
+    /// Creates or updates a job outside a batch (queueing, retrying, final states); unlike the
+    /// progress records of ``IndexBatch/jobs``, it may change the status of a finished job.
+    func saveJob(_ job: JobRecord) async throws
+    /// Records what the operator wants (pause, resume, cancel); `false` when there is no such job.
+    func setJobControl(_ id: String, _ control: JobRecord.Control) async throws -> Bool
+    /// One job, with the operator's control.
+    func job(_ id: String) async throws -> JobRecord?
+    /// Jobs, newest first, optionally of one entity.
+    func jobs(entity: String?) async throws -> [JobRecord]
+    /// Jobs that can still do work (queued, running, paused), newest first.
+    func activeJobs() async throws -> [JobRecord]
+}
+
+extension IndexStore {
+    /// Every job, newest first.
+    public func jobs() async throws -> [JobRecord] { try await jobs(entity: nil) }
 }

@@ -1,3 +1,4 @@
+import Embedding
 import Foundation
 import GRDB
 import Logging
@@ -318,7 +319,7 @@ public final class SQLiteIndexStore: IndexStore {
     }
 
     /// Jobs, newest first, optionally of one entity.
-    public func jobs(entity: String? = nil) async throws -> [JobRecord] {
+    public func jobs(entity: String?) async throws -> [JobRecord] {
         if let entity { return try await jobs(where: "entity = ?", [entity]) }
         return try await jobs(where: "1 = 1", [])
     }

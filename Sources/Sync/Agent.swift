@@ -1,3 +1,4 @@
+import Embedding
 import Capture
 import Foundation
 import Indexing
@@ -30,7 +31,9 @@ public final class Agent: Service, Sendable {
         public var checkpoint: LSN?
     }
 
-    private let embedder: any Embedder
+    /// The embedder given to ``init(configuration:logger:embedder:)``; otherwise the configured one
+    /// is made when the agent starts (a missing model file stops start-up with the fix).
+    private let embedderOverride: (any Embedder)?
     private let pipelineStatistics = Mutex<Pipeline?>(nil)
     /// The reader of the current run, so the pipeline can confirm durable positions to it.
     private let currentReader = Mutex<ReplicationReader?>(nil)
@@ -39,7 +42,7 @@ public final class Agent: Service, Sendable {
     public init(configuration: AgentConfiguration, logger: Logger, embedder: (any Embedder)? = nil) {
         self.configuration = configuration
         self.logger = logger
-        self.embedder = embedder ?? Self.makeEmbedder(configuration)
+        self.embedderOverride = embedder
     }
 
     /// The pipeline's counters (zero before streaming starts).
@@ -50,23 +53,42 @@ public final class Agent: Service, Sendable {
     public var currentProgress: Progress { progress.withLock { $0 } }
 
     /// Opens the configured index store.
-    public static func openStore(_ configuration: AgentConfiguration, logger: Logger) throws -> SQLiteIndexStore {
+    public static func openStore(_ configuration: AgentConfiguration, logger: Logger) async throws -> any IndexStore {
         switch configuration.index {
         case .sqlite(let path):
             return try SQLiteIndexStore(configuration: .init(path: path), logger: logger)
+        case .pgvector:
+            throw SyncError(.configuration, "index.kind pgvector is not available in this build yet")
         }
     }
 
     /// The configured embedder.
-    public static func makeEmbedder(_ configuration: AgentConfiguration) -> any Embedder {
-        switch configuration.embedder.kind {
-        case .builtin: BuiltinEmbedder()
+    ///
+    /// - Throws: ``SyncError`` `configuration` when it cannot be made (a model file missing, an
+    ///   unknown tokenizer type), with the fix.
+    public static func makeEmbedder(_ configuration: AgentConfiguration, logger: Logger) throws -> any Embedder {
+        do {
+            switch configuration.embedder.kind {
+            case .builtin:
+                return BuiltinEmbedder()
+            case .static:
+                return try StaticEmbedder(configuration: configuration.embedder.staticModel, logger: logger)
+            case .openai:
+                guard let openai = configuration.embedder.openai else {
+                    throw SyncError(.configuration, "embedder.url and embedder.model are needed for embedder.kind openai")
+                }
+                return try OpenAIEmbedder(configuration: openai, logger: logger)
+            }
+        } catch let error as SyncError {
+            throw error
+        } catch {
+            throw SyncError(.configuration, "embedder: \(error)", underlying: error)
         }
     }
 
     /// The active (queued, running or paused) rebuild of `entity`, if any: two rebuilds of one
     /// entity never run at once (each would drop the other's generation), so a second one waits.
-    public static func activeRebuild(of entity: String, in store: SQLiteIndexStore) async throws -> JobRecord? {
+    public static func activeRebuild(of entity: String, in store: any IndexStore) async throws -> JobRecord? {
         try await store.activeJobs().first { $0.entity == entity && $0.kind == .rebuild }
     }
 
@@ -92,8 +114,9 @@ public final class Agent: Service, Sendable {
 
     private func run(connection: PostgresConnection) async throws {
         let source = configuration.source
+        let embedder = try embedderOverride ?? Self.makeEmbedder(configuration, logger: logger)
         let entities = try await Self.resolveEntities(configuration, on: connection, logger: logger)
-        let store = try Self.openStore(configuration, logger: logger)
+        let store = try await Self.openStore(configuration, logger: logger)
         let rowSource = RowSource(url: source.url, logger: logger)
         var pipelineConfiguration = Pipeline.Configuration()
         pipelineConfiguration.batchSize = configuration.pipeline.batchSize
@@ -120,7 +143,7 @@ public final class Agent: Service, Sendable {
     }
 
     private func stream(
-        connection: PostgresConnection, entities: [EntityMapping], store: SQLiteIndexStore, pipeline: Pipeline,
+        connection: PostgresConnection, entities: [EntityMapping], store: any IndexStore, pipeline: Pipeline,
         coordinator: BackfillCoordinator
     ) async throws {
         let source = configuration.source
@@ -193,7 +216,7 @@ public final class Agent: Service, Sendable {
     /// Streaming starts at once: a new database's existing rows arrive through watermarked backfill
     /// chunks while live changes already flow.
     private func prepareSlot(
-        setup: ReplicationSetup, connection: PostgresConnection, entities: [EntityMapping], store: SQLiteIndexStore
+        setup: ReplicationSetup, connection: PostgresConnection, entities: [EntityMapping], store: any IndexStore
     ) async throws -> LSN {
         let slotName = configuration.source.slot
         let slotRows = try await connection.query(
@@ -256,7 +279,7 @@ public final class Agent: Service, Sendable {
     /// queued: a job's sweep position and chunks are taken when it starts, so a job that starts after
     /// a change sees it. A job already under way may be past the keys concerned (its cursor) or have
     /// taken its sweep position before the change, so it never counts.
-    private func queueFullBackfill(_ entity: String, store: SQLiteIndexStore, reason: String) async throws {
+    private func queueFullBackfill(_ entity: String, store: any IndexStore, reason: String) async throws {
         let pending = try await store.activeJobs().first {
             $0.entity == entity && $0.kind == .backfill && $0.status == .queued && $0.sweepBefore == nil && $0.cursor == nil
         }
@@ -285,7 +308,7 @@ public final class Agent: Service, Sendable {
     ///
     /// An entity that was configured before and is no longer has its recorded state cleared, so that
     /// configuring it again loads it fully (the stream did not follow it meanwhile).
-    private func reconcileConfiguration(entities: [EntityMapping], store: SQLiteIndexStore) async throws {
+    private func reconcileConfiguration(entities: [EntityMapping], store: any IndexStore) async throws {
         let configured = Dictionary(configuration.entities.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var state: [String: String] = [:]
         for entity in entities {
@@ -314,7 +337,7 @@ public final class Agent: Service, Sendable {
     /// these changes leaves a trace in the stream: a partition attached or detached, a table swapped
     /// for another of the same name, a rewriting `ALTER TABLE`, a table dropped from the publication.
     private func reconcileSource(
-        entities: [EntityMapping], unpublished: [TableName], store: SQLiteIndexStore, connection: PostgresConnection
+        entities: [EntityMapping], unpublished: [TableName], store: any IndexStore, connection: PostgresConnection
     ) async throws {
         let identities = try await TableIdentity.load(Array(Set(entities.map(\.table))).sorted(), on: connection)
         for entity in entities {
@@ -347,7 +370,7 @@ public final class Agent: Service, Sendable {
     /// the pipeline's mapping of partitions to entities), the publication (a table dropped from it
     /// is added again) and each entity table's identity, and reconciles them.
     private func watchSource(
-        setup: ReplicationSetup, connection: PostgresConnection, entities: [EntityMapping], store: SQLiteIndexStore, pipeline: Pipeline
+        setup: ReplicationSetup, connection: PostgresConnection, entities: [EntityMapping], store: any IndexStore, pipeline: Pipeline
     ) async throws {
         let tables = Array(Set(entities.map(\.table))).sorted()
         while !Task.isCancelled {
@@ -373,7 +396,7 @@ public final class Agent: Service, Sendable {
 
     /// Cancels every unfinished job (a gap makes their progress meaningless); a rebuild's half-built
     /// generation is dropped, the live one keeps answering.
-    private func supersedeJobs(store: SQLiteIndexStore, entities: [EntityMapping], reason: String) async throws {
+    private func supersedeJobs(store: any IndexStore, entities: [EntityMapping], reason: String) async throws {
         for var job in try await store.activeJobs() {
             job.status = .cancelled
             job.lastError = reason
@@ -392,7 +415,7 @@ public final class Agent: Service, Sendable {
 
     /// Starts queued and interrupted backfill jobs, at most `backfill.max_concurrent` at a time, and
     /// picks up jobs queued later (by `tidemark backfill`).
-    private func scheduleBackfills(entities: [EntityMapping], store: SQLiteIndexStore, coordinator: BackfillCoordinator) async throws {
+    private func scheduleBackfills(entities: [EntityMapping], store: any IndexStore, coordinator: BackfillCoordinator) async throws {
         let byName = Dictionary(entities.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let runID = String(UUID().uuidString.prefix(8)).lowercased()
         var workerConfiguration = BackfillWorker.Configuration()

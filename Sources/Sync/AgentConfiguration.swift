@@ -1,3 +1,4 @@
+import Embedding
 import Capture
 import Foundation
 import Postgres
@@ -27,11 +28,34 @@ public struct AgentConfiguration: Sendable {
     public enum Index: Sendable {
         /// The embedded default: one SQLite file.
         case sqlite(path: String)
+        /// PostgreSQL with pgvector: the source database or another server, in a schema of its own.
+        case pgvector(url: String, schema: String)
     }
 
     public struct Embedder: Sendable {
-        public enum Kind: String, Sendable { case builtin }
+        public enum Kind: String, Sendable, CaseIterable {
+            /// Model-free lexical hashing (`tidemark-hash-384-v1`): offline, deterministic.
+            case builtin
+            /// A static embedding model read from files (semantic, offline).
+            case `static`
+            /// An OpenAI-compatible `/embeddings` API.
+            case openai
+        }
         public var kind: Kind = .builtin
+        /// Settings for kind `static`.
+        public var staticModel = StaticEmbedder.Configuration()
+        /// Settings for kind `openai` (`nil` for the other kinds).
+        public var openai: OpenAIEmbedder.Configuration?
+    }
+
+    /// How long content is split into chunks, each embedded and stored on its own.
+    public struct Chunking: Sendable, Equatable {
+        /// Content of more tokens than this (the embedder's count) is split into chunks of at most
+        /// this many tokens; shorter content is one chunk. Default 512.
+        public var maxTokens = 512
+        /// Tokens each chunk repeats from the end of the one before, so that a sentence cut at a
+        /// border is whole in one of them. Default 64.
+        public var overlapTokens = 64
     }
 
     public struct Pipeline: Sendable {
@@ -74,6 +98,7 @@ public struct AgentConfiguration: Sendable {
     public var source: Source
     public var index: Index = .sqlite(path: "tidemark.db")
     public var embedder = Embedder()
+    public var chunking = Chunking()
     public var pipeline = Pipeline()
     public var backfill = Backfill()
     /// Sorted by name.

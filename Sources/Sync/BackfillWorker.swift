@@ -35,7 +35,7 @@ struct BackfillWorker: Sendable {
     /// Otherwise rows are read `FROM ONLY` the table: inheritance children are tables of their own.
     var partitioned = false
     let sourceURL: String
-    let store: SQLiteIndexStore
+    let store: any IndexStore
     let coordinator: BackfillCoordinator
     let runID: String
     let logger: Logger

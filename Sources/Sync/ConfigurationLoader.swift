@@ -1,3 +1,4 @@
+import Embedding
 import Capture
 import Foundation
 import Postgres
@@ -18,8 +19,13 @@ public struct ConfigurationLoader: Sendable {
 
     static let sections: [String: Set<String>] = [
         "source": ["url", "slot", "publication", "heartbeat_interval", "partition_check_interval"],
-        "index": ["kind", "path"],
-        "embedder": ["kind"],
+        "index": ["kind", "path", "url", "schema"],
+        "embedder": [
+            "kind", "weights", "tokenizer", "tensor", "url", "model", "dimensions", "send_dimensions", "api_key_env",
+            "api_key_file", "timeout", "max_inputs", "max_input_tokens", "max_request_tokens", "requests_per_minute",
+            "tokens_per_minute", "concurrency", "max_attempts", "initial_backoff", "max_backoff", "price_per_million_tokens",
+        ],
+        "chunking": ["max_tokens", "overlap_tokens"],
         "pipeline": ["batch_size", "batch_bytes", "batch_delay"],
         "backfill": ["max_concurrent", "chunk_duration", "max_chunk_bytes"],
     ]
@@ -50,7 +56,7 @@ public struct ConfigurationLoader: Sendable {
                 throw SyncError(.configuration, "\(origin) is not valid YAML: \(ConnectionString.redacted("\(error)"))")
             }
             guard let mapping = loaded as? [String: Any] else {
-                throw SyncError(.configuration, "\(origin) must be a mapping with keys source, index, embedder, pipeline, backfill, entities")
+                throw SyncError(.configuration, "\(origin) must be a mapping with keys source, index, embedder, chunking, pipeline, backfill, entities")
             }
             root = mapping
         }
@@ -62,6 +68,9 @@ public struct ConfigurationLoader: Sendable {
     // MARK: - Keys
 
     private func checkKeys(_ root: [String: Any]) throws(SyncError) {
+        if let embedder = root["embedder"] as? [String: Any], embedder["api_key"] != nil {
+            throw SyncError(.configuration, "embedder.api_key: an API key never goes into the configuration file; name the environment variable that holds it (api_key_env: OPENAI_API_KEY) or a file (api_key_file: /run/secrets/openai)")
+        }
         let known = Set(Self.sections.keys).union(["entities"])
         for key in root.keys.sorted() where !known.contains(key) {
             throw SyncError(.configuration, "unknown key '\(key)'\(suggestion(key, known)); top-level keys are \(known.sorted().joined(separator: ", "))")
@@ -176,16 +185,27 @@ public struct ConfigurationLoader: Sendable {
         switch kind {
         case "sqlite":
             configuration.index = .sqlite(path: try string(indexMap, "index.path", "path") ?? "tidemark.db")
+        case "pgvector":
+            let indexURL = try string(indexMap, "index.url", "url") ?? url
+            let schema = try identifier(try string(indexMap, "index.schema", "schema") ?? "tidemark", "index.schema")
+            configuration.index = .pgvector(url: indexURL, schema: schema)
         default:
-            throw SyncError(.configuration, "index.kind: '\(kind)' is not supported; use sqlite")
+            throw SyncError(.configuration, "index.kind: '\(kind)' is not supported; use sqlite or pgvector")
         }
 
-        let embedderMap = root["embedder"] as? [String: Any] ?? [:]
-        let embedderKind = try string(embedderMap, "embedder.kind", "kind") ?? "builtin"
-        guard let parsedKind = AgentConfiguration.Embedder.Kind(rawValue: embedderKind) else {
-            throw SyncError(.configuration, "embedder.kind: '\(embedderKind)' is not supported; use builtin")
+        configuration.embedder = try embedder(root["embedder"] as? [String: Any] ?? [:])
+
+        let chunkingMap = root["chunking"] as? [String: Any] ?? [:]
+        if let tokens = try integer(chunkingMap, "chunking.max_tokens", "max_tokens") {
+            guard tokens >= 16 else { throw SyncError(.configuration, "chunking.max_tokens must be at least 16 (got \(tokens))") }
+            configuration.chunking.maxTokens = tokens
         }
-        configuration.embedder.kind = parsedKind
+        if let overlap = try integer(chunkingMap, "chunking.overlap_tokens", "overlap_tokens") {
+            configuration.chunking.overlapTokens = overlap
+        }
+        guard configuration.chunking.overlapTokens >= 0, configuration.chunking.overlapTokens < configuration.chunking.maxTokens / 2 else {
+            throw SyncError(.configuration, "chunking.overlap_tokens must be at least 0 and less than half of chunking.max_tokens (\(configuration.chunking.maxTokens))")
+        }
 
         let pipelineMap = root["pipeline"] as? [String: Any] ?? [:]
         if let size = try integer(pipelineMap, "pipeline.batch_size", "batch_size") {
@@ -209,6 +229,105 @@ public struct ConfigurationLoader: Sendable {
             configuration.backfill.maxChunkBytes = bytes
         }
         return configuration
+    }
+
+    private func embedder(_ map: [String: Any]) throws(SyncError) -> AgentConfiguration.Embedder {
+        let kindText = try string(map, "embedder.kind", "kind") ?? "builtin"
+        guard let kind = AgentConfiguration.Embedder.Kind(rawValue: kindText) else {
+            let kinds = AgentConfiguration.Embedder.Kind.allCases.map(\.rawValue)
+            throw SyncError(.configuration, "embedder.kind: '\(kindText)' is not supported\(suggestion(kindText, Set(kinds))); use one of \(kinds.joined(separator: ", "))")
+        }
+        var result = AgentConfiguration.Embedder()
+        result.kind = kind
+        let staticKeys: Set<String> = ["weights", "tokenizer", "tensor"]
+        let openAIKeys = Set(Self.sections["embedder"] ?? []).subtracting(staticKeys).subtracting(["kind"])
+        let foreign: Set<String> = switch kind {
+        case .builtin: staticKeys.union(openAIKeys)
+        case .static: openAIKeys
+        case .openai: staticKeys
+        }
+        if let key = map.keys.sorted().first(where: foreign.contains) {
+            throw SyncError(.configuration, "embedder.\(key) does not apply to embedder.kind \(kind.rawValue)")
+        }
+        switch kind {
+        case .builtin:
+            break
+        case .static:
+            if let weights = try string(map, "embedder.weights", "weights") { result.staticModel.weights = weights }
+            if let tokenizer = try string(map, "embedder.tokenizer", "tokenizer") { result.staticModel.tokenizer = tokenizer }
+            result.staticModel.tensor = try string(map, "embedder.tensor", "tensor")
+        case .openai:
+            guard let url = try string(map, "embedder.url", "url"), !url.isEmpty else {
+                throw SyncError(.configuration, "embedder.url is missing: the provider's base URL, e.g. https://api.openai.com/v1 or http://localhost:11434/v1")
+            }
+            guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+                throw SyncError(.configuration, "embedder.url: '\(ConnectionString.redacted(url))' must start with http:// or https://")
+            }
+            guard let model = try string(map, "embedder.model", "model"), !model.isEmpty else {
+                throw SyncError(.configuration, "embedder.model is missing: name the embedding model, e.g. text-embedding-3-small")
+            }
+            var openai = OpenAIEmbedder.Configuration(url: url, model: model)
+            openai.dimensions = try positive(map, "embedder.dimensions", "dimensions")
+            openai.sendDimensions = try boolean(map, "embedder.send_dimensions", "send_dimensions")
+            if let timeout = try duration(map, "embedder.timeout", "timeout") { openai.timeout = timeout }
+            if let value = try positive(map, "embedder.max_inputs", "max_inputs") { openai.maxInputs = value }
+            if let value = try positive(map, "embedder.max_input_tokens", "max_input_tokens") { openai.maxInputTokens = value }
+            if let value = try positive(map, "embedder.max_request_tokens", "max_request_tokens") { openai.maxRequestTokens = value }
+            openai.requestsPerMinute = try positive(map, "embedder.requests_per_minute", "requests_per_minute")
+            openai.tokensPerMinute = try positive(map, "embedder.tokens_per_minute", "tokens_per_minute")
+            if let value = try positive(map, "embedder.concurrency", "concurrency") { openai.concurrency = value }
+            openai.maxAttempts = try positive(map, "embedder.max_attempts", "max_attempts")
+            if let value = try duration(map, "embedder.initial_backoff", "initial_backoff") { openai.initialBackoff = value }
+            if let value = try duration(map, "embedder.max_backoff", "max_backoff") { openai.maxBackoff = value }
+            if let price = map["price_per_million_tokens"] {
+                guard let value = (price as? Double) ?? (price as? Int).map(Double.init) ?? (price as? String).flatMap(Double.init), value >= 0 else {
+                    throw SyncError(.configuration, "embedder.price_per_million_tokens must be a number of US dollars, e.g. 0.02")
+                }
+                openai.pricePerMillionTokens = value
+            }
+            openai.apiKey = try apiKey(map)
+            result.openai = openai
+        }
+        return result
+    }
+
+    /// The API key: from the file `api_key_file`, else the variable `api_key_env`, else
+    /// `TIDEMARK_EMBEDDER_API_KEY` or `OPENAI_API_KEY` when set; `nil` for providers without keys.
+    private func apiKey(_ map: [String: Any]) throws(SyncError) -> String? {
+        if let file = try string(map, "embedder.api_key_file", "api_key_file") {
+            let text: String
+            do {
+                text = try String(contentsOfFile: file, encoding: .utf8)
+            } catch {
+                throw SyncError(.configuration, "embedder.api_key_file: cannot read \(file): \(error.localizedDescription)")
+            }
+            let key = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !key.isEmpty else { throw SyncError(.configuration, "embedder.api_key_file: \(file) is empty") }
+            return key
+        }
+        if let variable = try string(map, "embedder.api_key_env", "api_key_env") {
+            guard let key = environment[variable], !key.isEmpty else {
+                throw SyncError(.configuration, "embedder.api_key_env: the environment variable \(variable) is not set; export it with the provider's API key")
+            }
+            return key
+        }
+        return [environment["TIDEMARK_EMBEDDER_API_KEY"], environment["OPENAI_API_KEY"]].compactMap { $0 }.first { !$0.isEmpty }
+    }
+
+    private func positive(_ map: [String: Any], _ path: String, _ key: String) throws(SyncError) -> Int? {
+        guard let value = try integer(map, path, key) else { return nil }
+        guard value > 0 else { throw SyncError(.configuration, "\(path) must be positive (got \(value))") }
+        return value
+    }
+
+    private func boolean(_ map: [String: Any], _ path: String, _ key: String) throws(SyncError) -> Bool? {
+        guard let value = map[key] else { return nil }
+        if let flag = value as? Bool { return flag }
+        switch (value as? String)?.lowercased() {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        default: throw SyncError(.configuration, "\(path) must be true or false (got '\(value)')")
+        }
     }
 
     private func string(_ map: [String: Any], _ path: String, _ key: String) throws(SyncError) -> String? {

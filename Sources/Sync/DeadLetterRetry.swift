@@ -11,7 +11,7 @@ public enum DeadLetterRetry {
     /// Queues `ids` jobs for `letters` (one per entity, ids in the order given, without repeats).
     /// Returns the queued jobs; the agent picks them up within a second.
     @discardableResult
-    public static func queue(_ letters: [DeadLetter], store: SQLiteIndexStore) async throws -> [JobRecord] {
+    public static func queue(_ letters: [DeadLetter], store: any IndexStore) async throws -> [JobRecord] {
         var order: [String] = []
         var idsByEntity: [String: [String]] = [:]
         var seen = Set<String>()

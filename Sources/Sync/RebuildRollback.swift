@@ -4,7 +4,7 @@ import Indexing
 /// one store transaction. Both generations stay current (the pipeline writes both), so rolling back
 /// loses nothing.
 public enum RebuildRollback {
-    public static func perform(_ job: JobRecord, store: SQLiteIndexStore) async throws -> GenerationChange {
+    public static func perform(_ job: JobRecord, store: any IndexStore) async throws -> GenerationChange {
         guard job.kind == .rebuild, job.status == .completed, let built = job.generation, let previous = job.previousGeneration else {
             throw SyncError(.configuration, "only a completed rebuild can be rolled back (\(job.id) is a \(job.kind.rawValue) job, \(job.status.rawValue))")
         }

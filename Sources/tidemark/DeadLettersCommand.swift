@@ -27,7 +27,7 @@ struct DeadLettersCommand: AsyncParsableCommand {
         let configuration = options.load()
         let logger = options.makeLogger()
         do {
-            let store = try Agent.openStore(configuration, logger: logger)
+            let store = try await Agent.openStore(configuration, logger: logger)
             let letters = try await store.deadLetters(entity: entity)
             if !retry {
                 if letters.isEmpty { print("no dead letters") }

@@ -20,7 +20,7 @@ struct ExportCommand: AsyncParsableCommand {
         let logger = options.makeLogger()
         options.requireEntity(entity, in: configuration)
         do {
-            let store = try Agent.openStore(configuration, logger: logger)
+            let store = try await Agent.openStore(configuration, logger: logger)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var after: String?

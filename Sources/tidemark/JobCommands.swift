@@ -1,3 +1,4 @@
+import Embedding
 import ArgumentParser
 import Capture
 import Foundation
@@ -39,7 +40,7 @@ struct BackfillCommand: AsyncParsableCommand {
                 let connection = try await PostgresConnection.connect(configuration.source.url, logger: logger)
                 let entities = try await Agent.resolveEntities(configuration, on: connection, logger: logger)
                 guard let mapping = entities.first(where: { $0.name == entity }) else { fail("unknown entity '\(entity)'") }
-                let estimate = try await DryRun.estimate(mapping, ids: ids, embedder: Agent.makeEmbedder(configuration), on: connection)
+                let estimate = try await DryRun.estimate(mapping, ids: ids, embedder: Agent.makeEmbedder(configuration, logger: logger), on: connection)
                 await connection.close()
                 print("entity:               \(entity) ← \(mapping.table)")
                 print("rows:                 \(estimate.rows)\(ids.isEmpty ? "" : " of \(ids.count) ids")")
@@ -48,7 +49,7 @@ struct BackfillCommand: AsyncParsableCommand {
                 print("nothing was written")
                 return
             }
-            let store = try Agent.openStore(configuration, logger: logger)
+            let store = try await Agent.openStore(configuration, logger: logger)
             if rebuild && !ids.isEmpty { fail("--rebuild rebuilds every row; it does not take --ids") }
             if rebuild, let active = try await Agent.activeRebuild(of: entity, in: store) {
                 // Two rebuilds at once would each drop the other's half-built generation.
@@ -89,7 +90,7 @@ struct JobsCommand: AsyncParsableCommand {
         let configuration = options.load()
         let logger = options.makeLogger()
         do {
-            let store = try Agent.openStore(configuration, logger: logger)
+            let store = try await Agent.openStore(configuration, logger: logger)
             let jobs = try await store.jobs(entity: entity)
             if json {
                 let encoder = JSONEncoder()
@@ -127,7 +128,7 @@ struct JobCommand: AsyncParsableCommand {
         let configuration = options.load()
         let logger = options.makeLogger()
         do {
-            let store = try Agent.openStore(configuration, logger: logger)
+            let store = try await Agent.openStore(configuration, logger: logger)
             guard let job = try await store.job(id) else { fail("no job \(id); see tidemark jobs") }
             switch action {
             case .show:
@@ -189,7 +190,7 @@ enum JobProgress {
     }
 
     /// Polls the job until it ends; on a terminal draws a progress bar, otherwise prints a line now and then.
-    static func follow(_ id: String, store: SQLiteIndexStore) async throws -> JobRecord {
+    static func follow(_ id: String, store: any IndexStore) async throws -> JobRecord {
         let terminal = isatty(STDERR_FILENO) == 1
         var lastPrinted = ContinuousClock.now - .seconds(60)
         while true {

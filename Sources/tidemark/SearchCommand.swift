@@ -1,3 +1,4 @@
+import Embedding
 import ArgumentParser
 import Foundation
 import Indexing
@@ -38,8 +39,8 @@ struct SearchCommand: AsyncParsableCommand {
             filters[String(item[..<equals])] = String(item[item.index(after: equals)...])
         }
         do {
-            let store = try Agent.openStore(configuration, logger: logger)
-            let embedder = Agent.makeEmbedder(configuration)
+            let store = try await Agent.openStore(configuration, logger: logger)
+            let embedder = try Agent.makeEmbedder(configuration, logger: logger)
             let vector = try await embedder.embed([text])[0]
             let hits = try await store.search(entity: entity, vector: vector, k: k, filter: filters)
             if hits.isEmpty { print("no results") }

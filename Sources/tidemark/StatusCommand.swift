@@ -17,7 +17,7 @@ struct StatusCommand: AsyncParsableCommand {
         let configuration = options.load()
         let logger = options.makeLogger()
         do {
-            let store = try Agent.openStore(configuration, logger: logger)
+            let store = try await Agent.openStore(configuration, logger: logger)
             if case .sqlite(let path) = configuration.index { print("index:        \(path) (sqlite)") }
             print("checkpoint:   \(try await store.state("checkpoint") ?? "none (not loaded yet)")")
             let incarnation = try await store.state("slot.incarnation")

@@ -1,3 +1,4 @@
+import Embedding
 import Capture
 import Foundation
 import Indexing
@@ -47,14 +48,14 @@ final class CountingEmbedder: Embedder {
 /// Runs an agent in a service group until `body` returns, then shuts it down gracefully.
 func withAgent(
     _ configuration: AgentConfiguration, embedder: (any Embedder)? = nil, waitForLoad: Bool = true,
-    _ body: (Agent, SQLiteIndexStore) async throws -> Void
+    _ body: (Agent, any IndexStore) async throws -> Void
 ) async throws {
     let agent = Agent(configuration: configuration, logger: testLogger, embedder: embedder)
     let group = ServiceGroup(configuration: .init(services: [agent], logger: testLogger))
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
         do {
-            let store = try Agent.openStore(configuration, logger: testLogger)
+            let store = try await Agent.openStore(configuration, logger: testLogger)
             if waitForLoad { try await waitForLoaded(store, configuration.entities.map(\.name)) }
             try await body(agent, store)
         } catch {
@@ -78,7 +79,7 @@ extension TestDatabase {
 }
 
 /// Waits until every entity's backfill under the current slot has completed.
-func waitForLoaded(_ store: SQLiteIndexStore, _ entities: [String], timeout: Duration = .seconds(120), sourceLocation: SourceLocation = #_sourceLocation) async throws {
+func waitForLoaded(_ store: any IndexStore, _ entities: [String], timeout: Duration = .seconds(120), sourceLocation: SourceLocation = #_sourceLocation) async throws {
     let deadline = ContinuousClock.now + timeout
     while true {
         let incarnation = try await store.state("slot.incarnation")
@@ -96,7 +97,7 @@ func waitForLoaded(_ store: SQLiteIndexStore, _ entities: [String], timeout: Dur
 }
 
 /// Waits until the store's checkpoint reaches `target`.
-func waitForCheckpoint(_ store: SQLiteIndexStore, _ target: LSN, timeout: Duration = .seconds(60), sourceLocation: SourceLocation = #_sourceLocation) async throws {
+func waitForCheckpoint(_ store: any IndexStore, _ target: LSN, timeout: Duration = .seconds(60), sourceLocation: SourceLocation = #_sourceLocation) async throws {
     let deadline = ContinuousClock.now + timeout
     while true {
         if let text = try await store.state("checkpoint"), let lsn = LSN(text), lsn >= target { return }
@@ -170,7 +171,7 @@ func waitForCheckpoint(_ store: SQLiteIndexStore, _ target: LSN, timeout: Durati
             let target = try await db.currentLSN()
             // Index the changes but "crash" before the checkpoint: put the old checkpoint back, so the
             // next start replays them from the slot.
-            let store = try Agent.openStore(configuration, logger: testLogger)
+            let store = try await Agent.openStore(configuration, logger: testLogger)
             let oldCheckpoint = try #require(try await store.state("checkpoint"))
             try await withAgent(configuration) { _, store in try await waitForCheckpoint(store, target) }
             try await store.apply(IndexBatch(), state: ["checkpoint": oldCheckpoint])
@@ -249,7 +250,7 @@ func waitForCheckpoint(_ store: SQLiteIndexStore, _ target: LSN, timeout: Durati
                 }
                 #expect(try await store.deadLetters(entity: nil).isEmpty)
             }
-            let store = try Agent.openStore(configuration, logger: testLogger)
+            let store = try await Agent.openStore(configuration, logger: testLogger)
             let five = try await store.export(entity: "product", after: "4", limit: 1)
             #expect(five.first?.content.hasPrefix("POISON pill") == true)
         }

@@ -1,3 +1,4 @@
+import Embedding
 import Capture
 import Foundation
 import Indexing
@@ -9,7 +10,7 @@ import Testing
 
 @Suite(.serialized) struct BackfillTests {
     /// Renders the source through the template and compares it with the index: missing, extra, stale.
-    static func compare(_ db: TestDatabase, _ store: SQLiteIndexStore, entity: String, template: String, sql: String) async throws -> (missing: Int, extra: Int, stale: Int, rows: Int) {
+    static func compare(_ db: TestDatabase, _ store: any IndexStore, entity: String, template: String, sql: String) async throws -> (missing: Int, extra: Int, stale: Int, rows: Int) {
         let contentTemplate = try ContentTemplate(template)
         let rows = try await db.connection.query(sql)
         var expected: [String: String] = [:]
@@ -266,7 +267,7 @@ import Testing
 }
 
 /// Waits until a job reaches `status`.
-func waitForJob(_ store: SQLiteIndexStore, _ id: String, _ status: JobRecord.Status, timeout: Duration = .seconds(60), sourceLocation: SourceLocation = #_sourceLocation) async throws {
+func waitForJob(_ store: any IndexStore, _ id: String, _ status: JobRecord.Status, timeout: Duration = .seconds(60), sourceLocation: SourceLocation = #_sourceLocation) async throws {
     let deadline = ContinuousClock.now + timeout
     while try await store.job(id)?.status != status {
         guard ContinuousClock.now < deadline else {

@@ -1,3 +1,4 @@
+import Embedding
 import Capture
 import Foundation
 import Indexing
@@ -158,7 +159,7 @@ func drift(
 
     /// Waits until the index equals the source (healing runs in the background), or returns the drift.
     func settledDrift(
-        _ db: TestDatabase, _ store: SQLiteIndexStore, entity: AgentConfiguration.Entity, sql: String, timeout: Duration = .seconds(30)
+        _ db: TestDatabase, _ store: any IndexStore, entity: AgentConfiguration.Entity, sql: String, timeout: Duration = .seconds(30)
     ) async throws -> Drift {
         let deadline = ContinuousClock.now + timeout
         while true {
@@ -400,7 +401,7 @@ func drift(
                     try await Task.sleep(for: .milliseconds(10))
                 }
             }
-            let store = try Agent.openStore(configuration, logger: testLogger)
+            let store = try await Agent.openStore(configuration, logger: testLogger)
             let interrupted = try #require(try await store.jobs(entity: "product").first)
             #expect(interrupted.status != .completed, "stopped mid-load at \(interrupted.processed) rows")
             // Changes while the slot is gone: an insert, an update behind the cursor, a delete behind it.
@@ -444,7 +445,7 @@ func drift(
                     try FileManager.default.copyItem(atPath: directory + "/backup.db" + suffix, toPath: directory + "/index.db" + suffix)
                 }
             }
-            let restored = try Agent.openStore(configuration, logger: testLogger)
+            let restored = try await Agent.openStore(configuration, logger: testLogger)
             let oldIncarnation = try await restored.state("slot.incarnation")
             try await withAgent(configuration, waitForLoad: false) { _, store in
                 let deadline = ContinuousClock.now + .seconds(60)
@@ -474,7 +475,7 @@ func drift(
                 }
                 try await waitForCheckpoint(store, try await db.currentLSN())
             }
-            let store = try Agent.openStore(configuration, logger: testLogger)
+            let store = try await Agent.openStore(configuration, logger: testLogger)
             let incarnation = try await store.state("slot.incarnation")
             let jobs = try await store.jobs().count
             try await withAgent(configuration) { _, store in
@@ -681,7 +682,7 @@ func drift(
                 try await db.exec("UPDATE products SET name = 'last words' WHERE id = 1")
                 try await Task.sleep(for: .milliseconds(150))
             }
-            let store = try Agent.openStore(configuration, logger: testLogger)
+            let store = try await Agent.openStore(configuration, logger: testLogger)
             let checkpoint = try #require(try await store.state("checkpoint").flatMap { LSN($0) })
             let confirmed = try #require(try await db.scalar(
                 "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", [db.name]).flatMap { LSN($0) })

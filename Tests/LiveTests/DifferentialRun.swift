@@ -10,7 +10,7 @@ final class DifferentialRun {
     let settings: DifferentialSettings
     /// Configuration, index, agent logs and the history script; kept when the run fails.
     let directory: String
-    let store: SQLiteIndexStore
+    let store: any IndexStore
     let agent: AgentSupervisor
     private let workload: PostgresConnection
     private var generator: WorkloadGenerator

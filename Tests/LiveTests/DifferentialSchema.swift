@@ -78,7 +78,7 @@ enum DifferentialSchema {
     }
 
     /// Every document of the entity's active generation, by id.
-    static func indexedDocuments(of table: SourceTable, in store: SQLiteIndexStore) async throws -> [String: ExportedDocument] {
+    static func indexedDocuments(of table: SourceTable, in store: any IndexStore) async throws -> [String: ExportedDocument] {
         var documents: [String: ExportedDocument] = [:]
         var after: String?
         while true {

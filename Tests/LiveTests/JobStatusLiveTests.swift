@@ -1,3 +1,4 @@
+import Embedding
 import Capture
 import Foundation
 import Indexing

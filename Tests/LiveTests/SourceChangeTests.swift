@@ -34,7 +34,7 @@ import Testing
 
     /// Waits until the index equals the source (healing runs in the background), or returns the drift.
     func settledDrift(
-        _ db: TestDatabase, _ store: SQLiteIndexStore, entity: AgentConfiguration.Entity, sql: String, timeout: Duration = .seconds(20)
+        _ db: TestDatabase, _ store: any IndexStore, entity: AgentConfiguration.Entity, sql: String, timeout: Duration = .seconds(20)
     ) async throws -> Drift {
         let deadline = ContinuousClock.now + timeout
         while true {
@@ -46,7 +46,7 @@ import Testing
     }
 
     /// Waits until no job of `entity` is active.
-    func waitForIdle(_ store: SQLiteIndexStore, entity: String, timeout: Duration = .seconds(90)) async throws {
+    func waitForIdle(_ store: any IndexStore, entity: String, timeout: Duration = .seconds(90)) async throws {
         let deadline = ContinuousClock.now + timeout
         while try await store.activeJobs().contains(where: { $0.entity == entity }) {
             guard ContinuousClock.now < deadline else {

@@ -37,19 +37,19 @@ public enum VectorMath {
 }
 
 /// Keeps the `k` best-scoring items seen.
-struct TopK<Item> {
-    let k: Int
-    private(set) var items: [(score: Float, item: Item)] = []
+public struct TopK<Item> {
+    public let k: Int
+    public private(set) var items: [(score: Float, item: Item)] = []
 
-    init(_ k: Int) {
+    public init(_ k: Int) {
         self.k = k
         items.reserveCapacity(k + 1)
     }
 
     /// The score an item must beat to enter.
-    var threshold: Float { items.count < k ? -.infinity : items[items.count - 1].score }
+    public var threshold: Float { items.count < k ? -.infinity : items[items.count - 1].score }
 
-    mutating func offer(_ score: Float, _ item: @autoclosure () -> Item) {
+    public mutating func offer(_ score: Float, _ item: @autoclosure () -> Item) {
         guard k > 0, score > threshold else { return }
         let position = items.firstIndex { $0.score < score } ?? items.count
         items.insert((score, item()), at: position)
