@@ -55,4 +55,18 @@ public struct TopK<Item> {
         items.insert((score, item()), at: position)
         if items.count > k { items.removeLast() }
     }
+
+    /// Offers `item`, which stands for the same thing as any kept item for which `same` holds (a
+    /// document's other chunk): it then replaces that item if it scores higher, and is dropped
+    /// otherwise, so each thing is kept at most once, with its best score.
+    public mutating func offer(_ score: Float, _ item: Item, replacing same: (Item, Item) -> Bool) {
+        guard k > 0, score > threshold else { return }
+        if let existing = items.firstIndex(where: { same($0.item, item) }) {
+            guard items[existing].score < score else { return }
+            items.remove(at: existing)
+        }
+        let position = items.firstIndex { $0.score < score } ?? items.count
+        items.insert((score, item), at: position)
+        if items.count > k { items.removeLast() }
+    }
 }

@@ -20,6 +20,9 @@ public struct Document: Sendable, Equatable {
     /// For a partitioned table: the OID (as text) of the leaf partition holding the row, so that a
     /// `TRUNCATE` of that partition removes exactly its documents. `nil` otherwise.
     public var partition: String?
+    /// The pieces of ``content`` that are embedded, each with its own vector: one chunk (the whole
+    /// content) unless the content is longer than the chunking budget (see `TextChunker`).
+    public var chunks: [DocumentChunk]
 
     public init(
         entity: String, id: String, content: String, contentHash: String, metadata: [String: String?],
@@ -33,6 +36,21 @@ public struct Document: Sendable, Equatable {
         self.metadata = metadata
         self.sourceValues = sourceValues
         self.lsn = lsn
+        self.chunks = [DocumentChunk(text: content, hash: contentHash)]
+    }
+}
+
+/// One embedded piece of a document's content.
+public struct DocumentChunk: Sendable, Equatable {
+    /// The chunk's text (the whole content for a one-chunk document).
+    public var text: String
+    /// SHA-256 of ``text`` (hex); equals the document's content hash for a one-chunk document. A
+    /// chunk whose hash and model are stored already keeps its stored vector: no embedding call.
+    public var hash: String
+
+    public init(text: String, hash: String) {
+        self.text = text
+        self.hash = hash
     }
 }
 
@@ -49,12 +67,18 @@ public struct StoredDocumentState: Sendable, Equatable {
     public var lsn: LSN
     /// The leaf partition the stored document's row was in (see ``Document/partition``).
     public var partition: String?
+    /// Hashes of the stored chunks, in order (`[contentHash]` for a one-chunk document).
+    public var chunkHashes: [String]
     /// Whether the stored document is the row's latest known version. `false` when a later change of
     /// the row failed (it is in the dead letters): its source values must then not stand in for
     /// unchanged TOAST values, since the row has moved on.
     public var isLatest: Bool
 
-    public init(contentHash: String, model: String, sourceValues: [String: String?], lsn: LSN, partition: String? = nil, isLatest: Bool = true) {
+    public init(
+        contentHash: String, model: String, sourceValues: [String: String?], lsn: LSN, partition: String? = nil, isLatest: Bool = true,
+        chunkHashes: [String]? = nil
+    ) {
+        self.chunkHashes = chunkHashes ?? [contentHash]
         self.partition = partition
         self.contentHash = contentHash
         self.model = model
@@ -64,18 +88,27 @@ public struct StoredDocumentState: Sendable, Equatable {
     }
 }
 
-/// A document ready to store: the document plus its vector, or `nil` to keep the stored vector
-/// (content and model unchanged).
+/// A document ready to store: the document plus one vector per chunk, where `nil` keeps the stored
+/// vector of a chunk with the same hash and model (its text did not change).
 public struct EmbeddedDocument: Sendable {
     public var document: Document
-    public var vector: [Float]?
+    /// One entry per ``Document/chunks`` entry.
+    public var vectors: [[Float]?]
     public var model: String
 
-    public init(document: Document, vector: [Float]?, model: String) {
+    public init(document: Document, vectors: [[Float]?], model: String) {
         self.document = document
-        self.vector = vector
+        self.vectors = vectors
         self.model = model
     }
+
+    /// A one-chunk document with its vector (`nil`: keep the stored one).
+    public init(document: Document, vector: [Float]?, model: String) {
+        self.init(document: document, vectors: Array(repeating: vector, count: max(1, document.chunks.count)), model: model)
+    }
+
+    /// Whether every chunk has its vector (none is to be taken from the store).
+    public var isComplete: Bool { vectors.allSatisfy { $0 != nil } }
 }
 
 /// A row that could not be rendered, embedded or stored, kept with its error so it can be retried.

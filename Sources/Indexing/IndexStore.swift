@@ -1,12 +1,25 @@
 import Postgres
 
-/// A search hit.
+/// A search hit: a document, scored by its best chunk.
 public struct SearchHit: Sendable, Equatable {
     public var id: String
-    /// Cosine similarity in [-1, 1].
+    /// Cosine similarity in [-1, 1] of the best-matching chunk.
     public var score: Float
     public var content: String
     public var metadata: [String: String?]
+    /// Position of the best-matching chunk (0 for one-chunk documents).
+    public var chunk: Int = 0
+    /// The best-matching chunk's text when the document has several chunks; `nil` otherwise.
+    public var chunkText: String?
+
+    public init(id: String, score: Float, content: String, metadata: [String: String?], chunk: Int = 0, chunkText: String? = nil) {
+        self.id = id
+        self.score = score
+        self.content = content
+        self.metadata = metadata
+        self.chunk = chunk
+        self.chunkText = chunkText
+    }
 }
 
 /// A stored document as exported for scripting and checks.
@@ -17,9 +30,21 @@ public struct ExportedDocument: Sendable, Equatable, Codable {
     public var metadata: [String: String?]
     public var model: String
     public var lsn: String
+    /// The chunks' texts when the content was split into several; `nil` for one-chunk documents.
+    public var chunks: [String]?
+
+    public init(id: String, content: String, contentHash: String, metadata: [String: String?], model: String, lsn: String, chunks: [String]? = nil) {
+        self.id = id
+        self.content = content
+        self.contentHash = contentHash
+        self.metadata = metadata
+        self.model = model
+        self.lsn = lsn
+        self.chunks = chunks
+    }
 
     enum CodingKeys: String, CodingKey {
-        case id, content, metadata, model, lsn
+        case id, content, metadata, model, lsn, chunks
         case contentHash = "content_hash"
     }
 }
@@ -97,9 +122,19 @@ public protocol IndexStore: Sendable {
     func jobs(entity: String?) async throws -> [JobRecord]
     /// Jobs that can still do work (queued, running, paused), newest first.
     func activeJobs() async throws -> [JobRecord]
+
+    // MARK: Search index
+
+    /// Makes searches of `entity`'s vectors of `dimensions` floats fast (an approximate nearest
+    /// neighbour index) unless they are already; called once an entity's load completes, since
+    /// building such an index over a loaded table is much faster than growing it row by row. Stores
+    /// whose search needs no such index do nothing (the default).
+    func ensureSearchIndex(entity: String, dimensions: Int) async throws
 }
 
 extension IndexStore {
+    public func ensureSearchIndex(entity: String, dimensions: Int) async throws {}
+
     /// Every job, newest first.
     public func jobs() async throws -> [JobRecord] { try await jobs(entity: nil) }
 }

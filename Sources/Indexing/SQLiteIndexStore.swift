@@ -47,7 +47,7 @@ public final class SQLiteIndexStore: IndexStore {
 
     private static func migrate(_ db: Database) throws {
         // Files from before generations: move the documents into generation 0.
-        let columns = try Row.fetchAll(db, sql: "PRAGMA table_info(documents)").map { row -> String in row["name"] }
+        let columns = try columnNames("documents", db)
         if !columns.isEmpty && !columns.contains("generation") {
             try db.execute(sql: "ALTER TABLE documents RENAME TO documents_v1")
         }
@@ -61,10 +61,22 @@ public final class SQLiteIndexStore: IndexStore {
                 metadata     TEXT NOT NULL,
                 source       TEXT NOT NULL,
                 model        TEXT NOT NULL,
-                vector       BLOB NOT NULL,
                 lsn          INTEGER NOT NULL,
                 updated_at   REAL NOT NULL,
+                partition    TEXT,
+                chunk_hashes TEXT,
                 UNIQUE (entity, id, generation)
+            );
+            CREATE TABLE IF NOT EXISTS chunks (
+                entity     TEXT NOT NULL,
+                id         TEXT NOT NULL,
+                generation INTEGER NOT NULL,
+                seq        INTEGER NOT NULL,
+                hash       TEXT NOT NULL,
+                model      TEXT NOT NULL,
+                text       TEXT,
+                vector     BLOB NOT NULL,
+                UNIQUE (entity, id, generation, seq)
             );
             CREATE TABLE IF NOT EXISTS state (
                 key   TEXT PRIMARY KEY,
@@ -89,18 +101,36 @@ public final class SQLiteIndexStore: IndexStore {
                 PRIMARY KEY (entity, id)
             ) WITHOUT ROWID;
             """)
+        var current = try columnNames("documents", db)
         // Files from before partitions: the leaf partition of each document's row (NULL: unknown).
-        let current = try Row.fetchAll(db, sql: "PRAGMA table_info(documents)").map { row -> String in row["name"] }
         if !current.contains("partition") {
             try db.execute(sql: "ALTER TABLE documents ADD COLUMN partition TEXT")
         }
+        if !current.contains("chunk_hashes") {
+            try db.execute(sql: "ALTER TABLE documents ADD COLUMN chunk_hashes TEXT")
+        }
+        // Files from before chunks: each document's vector becomes its one chunk.
+        if current.contains("vector") {
+            try db.execute(sql: """
+                INSERT OR IGNORE INTO chunks (entity, id, generation, seq, hash, model, text, vector)
+                SELECT entity, id, generation, 0, content_hash, model, NULL, vector FROM documents;
+                ALTER TABLE documents DROP COLUMN vector;
+                """)
+            current = try columnNames("documents", db)
+        }
         if try db.tableExists("documents_v1") {
             try db.execute(sql: """
-                INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at)
-                SELECT entity, 0, id, content, content_hash, metadata, source, model, vector, lsn, updated_at FROM documents_v1;
+                INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at)
+                SELECT entity, 0, id, content, content_hash, metadata, source, model, lsn, updated_at FROM documents_v1;
+                INSERT OR IGNORE INTO chunks (entity, id, generation, seq, hash, model, text, vector)
+                SELECT entity, id, 0, 0, content_hash, model, NULL, vector FROM documents_v1;
                 DROP TABLE documents_v1;
                 """)
         }
+    }
+
+    private static func columnNames(_ table: String, _ db: Database) throws -> [String] {
+        try Row.fetchAll(db, sql: "PRAGMA table_info(\(table))").map { row -> String in row["name"] }
     }
 
     /// SQL condition selecting the active generation of the entity bound as the next argument.
@@ -133,15 +163,26 @@ public final class SQLiteIndexStore: IndexStore {
             try await pool.write { db in
                 let now = Date().timeIntervalSince1970
                 for entity in batch.truncates {
+                    try db.execute(sql: "DELETE FROM chunks WHERE entity = ?", arguments: [entity])
                     try db.execute(sql: "DELETE FROM documents WHERE entity = ?", arguments: [entity])
                 }
                 for (entity, partitions) in batch.partitionTruncates {
-                    let statement = try db.cachedStatement(sql: "DELETE FROM documents WHERE entity = ? AND partition = ?")
-                    for partition in partitions { try statement.execute(arguments: [entity, partition]) }
+                    let chunks = try db.cachedStatement(sql: """
+                        DELETE FROM chunks WHERE entity = ? AND (id, generation) IN (SELECT id, generation FROM documents WHERE entity = ? AND partition = ?)
+                        """)
+                    let documents = try db.cachedStatement(sql: "DELETE FROM documents WHERE entity = ? AND partition = ?")
+                    for partition in partitions {
+                        try chunks.execute(arguments: [entity, entity, partition])
+                        try documents.execute(arguments: [entity, partition])
+                    }
                 }
                 for (entity, ids) in batch.deletes {
-                    let statement = try db.cachedStatement(sql: "DELETE FROM documents WHERE entity = ? AND id = ?")
-                    for id in ids { try statement.execute(arguments: [entity, id]) }
+                    let chunks = try db.cachedStatement(sql: "DELETE FROM chunks WHERE entity = ? AND id = ?")
+                    let documents = try db.cachedStatement(sql: "DELETE FROM documents WHERE entity = ? AND id = ?")
+                    for id in ids {
+                        try chunks.execute(arguments: [entity, id])
+                        try documents.execute(arguments: [entity, id])
+                    }
                 }
                 var maintained: [String: [Int]] = [:]
                 func generations(_ entity: String) throws -> [Int] {
@@ -150,28 +191,31 @@ public final class SQLiteIndexStore: IndexStore {
                     maintained[entity] = found
                     return found
                 }
-                let insert = try db.cachedStatement(sql: """
-                    INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at, partition)
+                // A document is never replaced by an older version (lsn): a stream change that preceded
+                // a rebuild chunk's high watermark in the same batch must not overwrite the chunk's row.
+                let upsertDocument = try db.cachedStatement(sql: """
+                    INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (entity, id, generation) DO UPDATE SET
                         content = excluded.content, content_hash = excluded.content_hash,
                         metadata = excluded.metadata, source = excluded.source, model = excluded.model,
-                        vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at,
-                        partition = excluded.partition
+                        lsn = excluded.lsn, updated_at = excluded.updated_at,
+                        partition = excluded.partition, chunk_hashes = excluded.chunk_hashes
                      WHERE excluded.lsn >= documents.lsn
                     """)
-                // Same content and model as a stored row: take that row's vector (from any generation).
-                let copyVector = try db.cachedStatement(sql: """
-                    INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at, partition)
-                    SELECT entity, ?, id, ?, content_hash, ?, ?, model, vector, ?, ?, ? FROM documents
-                     WHERE entity = ? AND id = ? AND content_hash = ? AND model = ?
-                     ORDER BY generation = ? DESC LIMIT 1
-                    ON CONFLICT (entity, id, generation) DO UPDATE SET
-                        content = excluded.content, content_hash = excluded.content_hash,
-                        metadata = excluded.metadata, source = excluded.source, model = excluded.model,
-                        vector = excluded.vector, lsn = excluded.lsn, updated_at = excluded.updated_at,
-                        partition = excluded.partition
-                     WHERE excluded.lsn >= documents.lsn
+                let upsertChunk = try db.cachedStatement(sql: """
+                    INSERT INTO chunks (entity, id, generation, seq, hash, model, text, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (entity, id, generation, seq) DO UPDATE SET
+                        hash = excluded.hash, model = excluded.model, text = excluded.text, vector = excluded.vector
+                    """)
+                let trimChunks = try db.cachedStatement(sql: "DELETE FROM chunks WHERE entity = ? AND id = ? AND generation = ? AND seq >= ?")
+                // A chunk whose text and model are stored already (in any generation, the target first)
+                // keeps that vector.
+                let storedVector = try db.cachedStatement(sql: """
+                    SELECT vector FROM chunks WHERE entity = ? AND id = ? AND hash = ? AND model = ? ORDER BY generation = ? DESC LIMIT 1
+                    """)
+                let newerDocument = try db.cachedStatement(sql: """
+                    SELECT EXISTS (SELECT 1 FROM documents WHERE entity = ? AND id = ? AND generation = ? AND lsn > ?)
                     """)
                 var vectorless = Set<DocumentKey>()
                 func write(_ upsert: EmbeddedDocument, into targets: [Int]) throws {
@@ -179,32 +223,45 @@ public final class SQLiteIndexStore: IndexStore {
                     let metadata = Self.json(document.metadata)
                     let source = Self.json(document.sourceValues)
                     let lsn = Int64(bitPattern: document.lsn.rawValue)
+                    let chunks = document.chunks
+                    let several = chunks.count > 1
+                    let chunkHashes: String? = several ? chunks.map(\.hash).joined(separator: ",") : nil
                     for generation in targets {
-                        if let vector = upsert.vector {
-                            try insert.execute(arguments: [
-                                document.entity, generation, document.id, document.content, document.contentHash, metadata, source,
-                                upsert.model, Self.blob(vector), lsn, now, document.partition,
-                            ])
-                        } else {
-                            try copyVector.execute(arguments: [
-                                generation, document.content, metadata, source, lsn, now, document.partition, document.entity, document.id,
-                                document.contentHash, upsert.model, generation,
-                            ])
-                            // The stored vector is gone (deleted or truncated since the pipeline
-                            // looked): never write nothing.
-                            if db.changesCount == 0 {
-                                let newer = try Bool.fetchOne(
-                                    db, sql: "SELECT EXISTS (SELECT 1 FROM documents WHERE entity = ? AND id = ? AND generation = ? AND lsn > ?)",
-                                    arguments: [document.entity, document.id, generation, lsn]) ?? false
-                                if !newer { vectorless.insert(document.key) }
+                        var blobs: [Data] = []
+                        blobs.reserveCapacity(chunks.count)
+                        for (index, chunk) in chunks.enumerated() {
+                            if index < upsert.vectors.count, let vector = upsert.vectors[index] {
+                                blobs.append(Self.blob(vector))
+                            } else if let stored = try Data.fetchOne(
+                                storedVector, arguments: [document.entity, document.id, chunk.hash, upsert.model, generation])
+                            {
+                                blobs.append(stored)
+                            } else {
+                                break
                             }
                         }
+                        guard blobs.count == chunks.count else {
+                            // The stored vector is gone (deleted or truncated since the pipeline
+                            // looked): never write nothing — unless a newer version is stored anyway.
+                            let newer = try Bool.fetchOne(newerDocument, arguments: [document.entity, document.id, generation, lsn]) ?? false
+                            if !newer { vectorless.insert(document.key) }
+                            continue
+                        }
+                        try upsertDocument.execute(arguments: [
+                            document.entity, generation, document.id, document.content, document.contentHash, metadata, source,
+                            upsert.model, lsn, now, document.partition, chunkHashes,
+                        ])
+                        guard db.changesCount > 0 else { continue }  // a newer version is stored
+                        for (index, chunk) in chunks.enumerated() {
+                            try upsertChunk.execute(arguments: [
+                                document.entity, document.id, generation, index, chunk.hash, upsert.model, several ? chunk.text : nil, blobs[index],
+                            ])
+                        }
+                        try trimChunks.execute(arguments: [document.entity, document.id, generation, chunks.count])
                     }
                 }
                 // Rows of a rebuild's chunks go to the generation being built; the stream's changes of
-                // the same batch go to every generation. A stream change that preceded the chunk's high
-                // watermark is older than the chunk row: a document is never replaced by an older
-                // version (lsn), so it cannot overwrite the row (found by the differential test).
+                // the same batch go to every generation.
                 for (generation, upserts) in batch.targetedUpserts.sorted(by: { $0.key < $1.key }) {
                     for upsert in upserts { try write(upsert, into: [generation]) }
                 }
@@ -213,14 +270,23 @@ public final class SQLiteIndexStore: IndexStore {
                 }
                 if !vectorless.isEmpty { throw MissingStoredVectors(documents: vectorless) }
                 for (entity, lsn) in batch.sweepBefore {
+                    let before = Int64(bitPattern: lsn.rawValue)
                     try db.execute(
-                        sql: "DELETE FROM documents WHERE entity = ? AND lsn < ?",
-                        arguments: [entity, Int64(bitPattern: lsn.rawValue)])
+                        sql: "DELETE FROM chunks WHERE entity = ? AND (id, generation) IN (SELECT id, generation FROM documents WHERE entity = ? AND lsn < ?)",
+                        arguments: [entity, entity, before])
+                    try db.execute(sql: "DELETE FROM documents WHERE entity = ? AND lsn < ?", arguments: [entity, before])
                 }
                 for (entity, sweep) in batch.generationSweeps {
+                    let before = Int64(bitPattern: sweep.before.rawValue)
+                    try db.execute(
+                        sql: """
+                            DELETE FROM chunks WHERE entity = ? AND generation = ?
+                               AND id IN (SELECT id FROM documents WHERE entity = ? AND generation = ? AND lsn < ?)
+                            """,
+                        arguments: [entity, sweep.generation, entity, sweep.generation, before])
                     try db.execute(
                         sql: "DELETE FROM documents WHERE entity = ? AND generation = ? AND lsn < ?",
-                        arguments: [entity, sweep.generation, Int64(bitPattern: sweep.before.rawValue)])
+                        arguments: [entity, sweep.generation, before])
                 }
                 for (entity, change) in batch.generationChanges {
                     try db.execute(
@@ -230,9 +296,11 @@ public final class SQLiteIndexStore: IndexStore {
                             "generation.\(entity).maintained", change.maintained.map(String.init).joined(separator: ","),
                         ])
                     let keep = change.maintained.map(String.init).joined(separator: ",")
-                    try db.execute(
-                        sql: "DELETE FROM documents WHERE entity = ? AND generation NOT IN (SELECT CAST(value AS INTEGER) FROM json_each('[' || ? || ']'))",
-                        arguments: [entity, keep])
+                    for table in ["chunks", "documents"] {
+                        try db.execute(
+                            sql: "DELETE FROM \(table) WHERE entity = ? AND generation NOT IN (SELECT CAST(value AS INTEGER) FROM json_each('[' || ? || ']'))",
+                            arguments: [entity, keep])
+                    }
                 }
                 for (entity, ids) in batch.resolved {
                     let statement = try db.cachedStatement(sql: "DELETE FROM dead_letters WHERE entity = ? AND id = ?")
@@ -374,7 +442,8 @@ public final class SQLiteIndexStore: IndexStore {
                     db,
                     sql: """
                         SELECT id, content_hash, model, source, lsn, partition,
-                               EXISTS (SELECT 1 FROM dead_letters d WHERE d.entity = documents.entity AND d.id = documents.id)
+                               EXISTS (SELECT 1 FROM dead_letters d WHERE d.entity = documents.entity AND d.id = documents.id),
+                               chunk_hashes
                           FROM documents WHERE entity = ? AND id IN (\(placeholders))
                          ORDER BY \(Self.activeGeneration) ASC
                         """,
@@ -382,9 +451,10 @@ public final class SQLiteIndexStore: IndexStore {
                 while let row = try rows.next() {
                     let lsn: Int64 = row[4]
                     let failedSince: Bool = row[6]
+                    let chunkHashes: String? = row[7]
                     result[row[0]] = StoredDocumentState(
                         contentHash: row[1], model: row[2], sourceValues: Self.decodeJSON(row[3]), lsn: LSN(UInt64(bitPattern: lsn)),
-                        partition: row[5], isLatest: !failedSince)
+                        partition: row[5], isLatest: !failedSince, chunkHashes: chunkHashes.map { $0.split(separator: ",").map(String.init) })
                 }
             }
             return result
@@ -393,21 +463,29 @@ public final class SQLiteIndexStore: IndexStore {
 
     public func search(entity: String, vector: [Float], k: Int, filter: [String: String]) async throws -> [SearchHit] {
         let query = VectorMath.normalized(vector)
-        var sql = "SELECT id, vector FROM documents WHERE entity = ? AND \(Self.activeGeneration)"
-        var arguments: [String] = [entity, entity]
-        for (key, value) in filter.sorted(by: { $0.key < $1.key }) {
-            sql += " AND json_extract(metadata, ?) = ?"
-            arguments.append("$." + DocumentID.jsonString(key))
-            arguments.append(value)
+        // Every chunk of the active generation; with a filter, only those of matching documents.
+        var sql = "SELECT c.id, c.seq, c.vector FROM chunks c"
+        var arguments: [String] = []
+        if filter.isEmpty {
+            sql += " WHERE c.entity = ? AND c.\(Self.activeGeneration)"
+            arguments += [entity, entity]
+        } else {
+            sql += " JOIN documents d ON d.entity = c.entity AND d.id = c.id AND d.generation = c.generation WHERE d.entity = ? AND d.\(Self.activeGeneration)"
+            arguments += [entity, entity]
+            for (key, value) in filter.sorted(by: { $0.key < $1.key }) {
+                sql += " AND json_extract(d.metadata, ?) = ?"
+                arguments.append("$." + DocumentID.jsonString(key))
+                arguments.append(value)
+            }
         }
         let statementSQL = sql
         let statementArguments = arguments
-        let best: [(score: Float, item: String)] = try await pool.read { db in
-            var top = TopK<String>(k)
+        let best: [(score: Float, item: ChunkHit)] = try await pool.read { db in
+            var top = TopK<ChunkHit>(k)
             let rows = try Row.fetchCursor(db, sql: statementSQL, arguments: StatementArguments(statementArguments))
             try query.withUnsafeBufferPointer { queryBuffer in
                 while let row = try rows.next() {
-                    let score: Float = try row.withUnsafeData(atIndex: 1) { data -> Float in
+                    let score: Float = try row.withUnsafeData(atIndex: 2) { data -> Float in
                         guard let data, data.count == queryBuffer.count * 4 else { return -.infinity }
                         return data.withUnsafeBytes { raw in
                             let floats = raw.bindMemory(to: Float.self)
@@ -417,8 +495,8 @@ public final class SQLiteIndexStore: IndexStore {
                         }
                     }
                     if score > top.threshold {
-                        let id: String = row[0]
-                        top.offer(score, id)
+                        // A document counts once, with its best chunk.
+                        top.offer(score, ChunkHit(id: row[0], seq: row[1]), replacing: { $0.id == $1.id })
                     }
                 }
             }
@@ -427,10 +505,25 @@ public final class SQLiteIndexStore: IndexStore {
         guard !best.isEmpty else { return [] }
         return try await pool.read { db in
             try best.compactMap { hit in
-                guard let row = try Row.fetchOne(db, sql: "SELECT content, metadata FROM documents WHERE entity = ? AND id = ? AND \(Self.activeGeneration)", arguments: [entity, hit.item, entity]) else { return nil }
-                return SearchHit(id: hit.item, score: hit.score, content: row[0], metadata: Self.decodeJSON(row[1]))
+                guard let row = try Row.fetchOne(
+                    db,
+                    sql: """
+                        SELECT d.content, d.metadata, c.text FROM documents d
+                          LEFT JOIN chunks c ON c.entity = d.entity AND c.id = d.id AND c.generation = d.generation AND c.seq = ?
+                         WHERE d.entity = ? AND d.id = ? AND d.\(Self.activeGeneration)
+                        """,
+                    arguments: [hit.item.seq, entity, hit.item.id, entity])
+                else { return nil }
+                return SearchHit(
+                    id: hit.item.id, score: hit.score, content: row[0], metadata: Self.decodeJSON(row[1]), chunk: hit.item.seq, chunkText: row[2])
             }
         }
+    }
+
+    /// A chunk that scored during a search.
+    private struct ChunkHit {
+        var id: String
+        var seq: Int
     }
 
     public func export(entity: String, after: String?, limit: Int) async throws -> [ExportedDocument] {
@@ -438,15 +531,23 @@ public final class SQLiteIndexStore: IndexStore {
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT id, content, content_hash, metadata, model, lsn FROM documents
+                    SELECT id, content, content_hash, metadata, model, lsn, generation, chunk_hashes IS NOT NULL FROM documents
                      WHERE entity = ? AND \(Self.activeGeneration) AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?
                     """,
                 arguments: [entity, entity, after, after, limit])
-            return rows.map { row in
+            return try rows.map { row in
                 let lsn: Int64 = row[5]
+                let generation: Int = row[6]
+                let chunked: Bool = row[7]
+                let id: String = row[0]
+                let chunks = chunked
+                    ? try String.fetchAll(
+                        db, sql: "SELECT coalesce(text, '') FROM chunks WHERE entity = ? AND id = ? AND generation = ? ORDER BY seq",
+                        arguments: [entity, id, generation])
+                    : nil
                 return ExportedDocument(
-                    id: row[0], content: row[1], contentHash: row[2], metadata: Self.decodeJSON(row[3]), model: row[4],
-                    lsn: LSN(UInt64(bitPattern: lsn)).description)
+                    id: id, content: row[1], contentHash: row[2], metadata: Self.decodeJSON(row[3]), model: row[4],
+                    lsn: LSN(UInt64(bitPattern: lsn)).description, chunks: chunks)
             }
         }
     }

@@ -402,7 +402,7 @@ public actor PostgresConnection {
 
     // MARK: - Errors
 
-    private func handle() throws -> OpaquePointer {
+    func handle() throws -> OpaquePointer {
         guard let connection else {
             throw PostgresError(.closed, "the connection is closed")
         }
@@ -413,13 +413,13 @@ public actor PostgresConnection {
         String(cString: PQerrorMessage(conn)).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    private func connectionError(_ code: PostgresError.Code, _ context: String) -> PostgresError {
+    func connectionError(_ code: PostgresError.Code, _ context: String) -> PostgresError {
         let text = connection.map(Self.errorText) ?? ""
         let lost = connection.map { PQstatus($0) != CONNECTION_OK } ?? true
         return PostgresError(lost ? .connectionLost : code, text.isEmpty ? context : "\(context): \(text)")
     }
 
-    private func resultError(_ result: OpaquePointer, _ code: PostgresError.Code, statement: String?)
+    func resultError(_ result: OpaquePointer, _ code: PostgresError.Code, statement: String?)
         -> PostgresError
     {
         func field(_ name: Int32) -> String? {

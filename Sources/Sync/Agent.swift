@@ -57,8 +57,8 @@ public final class Agent: Service, Sendable {
         switch configuration.index {
         case .sqlite(let path):
             return try SQLiteIndexStore(configuration: .init(path: path), logger: logger)
-        case .pgvector:
-            throw SyncError(.configuration, "index.kind pgvector is not available in this build yet")
+        case .pgvector(let url, let schema):
+            return try await PgVectorIndexStore.open(configuration: .init(url: url, schema: schema), logger: logger)
         }
     }
 
@@ -122,6 +122,9 @@ public final class Agent: Service, Sendable {
         pipelineConfiguration.batchSize = configuration.pipeline.batchSize
         pipelineConfiguration.batchBytes = configuration.pipeline.batchBytes
         pipelineConfiguration.batchDelay = configuration.pipeline.batchDelay
+        pipelineConfiguration.embeddingConcurrency = configuration.pipeline.embeddingConcurrency
+        pipelineConfiguration.chunking = TextChunker.Configuration(
+            maxTokens: configuration.chunking.maxTokens, overlapTokens: configuration.chunking.overlapTokens)
         let coordinator = BackfillCoordinator()
         let pipeline = Pipeline(
             configuration: pipelineConfiguration, entities: entities, embedder: embedder, store: store,
@@ -292,11 +295,13 @@ public final class Agent: Service, Sendable {
         logger.warning("\(reason); backfilling the entity", metadata: ["job.id": "\(job.id)", "entity": "\(entity)"])
     }
 
-    /// What identifies an entity's configuration: table, key columns, template and metadata columns.
-    static func configurationFingerprint(_ mapping: EntityMapping, _ entity: AgentConfiguration.Entity?) -> String {
+    /// What identifies an entity's configuration: table, key columns, template, metadata columns and
+    /// how content is chunked.
+    func configurationFingerprint(_ mapping: EntityMapping, _ entity: AgentConfiguration.Entity?) -> String {
+        let chunking = configuration.chunking
         let text = [
             mapping.table.quoted, mapping.keyColumns.joined(separator: ","), entity?.content ?? "",
-            mapping.metadataColumns.joined(separator: ","),
+            mapping.metadataColumns.joined(separator: ","), "chunks:\(chunking.maxTokens)/\(chunking.overlapTokens)",
         ].joined(separator: "\u{1F}")
         return EntityMapping.hash(text)
     }
@@ -313,7 +318,7 @@ public final class Agent: Service, Sendable {
         var state: [String: String] = [:]
         for entity in entities {
             let key = "config.\(entity.name)"
-            let current = Self.configurationFingerprint(entity, configured[entity.name])
+            let current = configurationFingerprint(entity, configured[entity.name])
             let recorded = try await store.state(key)
             if let recorded, !recorded.isEmpty, recorded != current {
                 try await queueFullBackfill(entity.name, store: store, reason: "the configuration of entity \(entity.name) changed")

@@ -65,6 +65,9 @@ public struct AgentConfiguration: Sendable {
         public var batchBytes = 4 << 20
         /// Longest a change waits for its batch to fill while more input is arriving. Default 50 ms.
         public var batchDelay: Duration = .milliseconds(50)
+        /// Batches whose embeddings are computed at once (each may send several provider requests,
+        /// within the embedder's own concurrency and budgets). Default 4.
+        public var embeddingConcurrency = 4
     }
 
     public struct Backfill: Sendable {

@@ -26,7 +26,7 @@ public struct ConfigurationLoader: Sendable {
             "tokens_per_minute", "concurrency", "max_attempts", "initial_backoff", "max_backoff", "price_per_million_tokens",
         ],
         "chunking": ["max_tokens", "overlap_tokens"],
-        "pipeline": ["batch_size", "batch_bytes", "batch_delay"],
+        "pipeline": ["batch_size", "batch_bytes", "batch_delay", "embedding_concurrency"],
         "backfill": ["max_concurrent", "chunk_duration", "max_chunk_bytes"],
     ]
     static let entityKeys: Set<String> = ["table", "content", "metadata", "key"]
@@ -217,6 +217,9 @@ public struct ConfigurationLoader: Sendable {
             configuration.pipeline.batchBytes = bytes
         }
         if let delay = try duration(pipelineMap, "pipeline.batch_delay", "batch_delay") { configuration.pipeline.batchDelay = delay }
+        if let concurrency = try positive(pipelineMap, "pipeline.embedding_concurrency", "embedding_concurrency") {
+            configuration.pipeline.embeddingConcurrency = concurrency
+        }
 
         let backfillMap = root["backfill"] as? [String: Any] ?? [:]
         if let concurrent = try integer(backfillMap, "backfill.max_concurrent", "max_concurrent") {

@@ -17,10 +17,14 @@ import Synchronization
 /// - An embedding call is made only for documents whose content hash or model changed.
 /// - A row that cannot be rendered or embedded becomes a dead letter; the rest of the batch is applied.
 ///
-/// Two stages joined by a bounded queue: *prepare* (render, look up stored state, embed) runs in the
-/// caller's task; *apply* (one store transaction per batch) runs inside ``run(_:)``, so the next
-/// batch is prepared while the previous one is written. Documents prepared but not yet applied are
-/// remembered in an overlay, so preparing the next batch sees them.
+/// Three stages: *resolve* (render, chunk, look up stored state, fill unchanged TOAST values) runs in
+/// the caller's task; *embed* runs in ``Configuration/embeddingConcurrency`` workers inside
+/// ``run(_:)``, so several batches' embedding requests are in flight at once (a provider's latency is
+/// hidden, its budgets filled); *apply* (one store transaction per batch) runs inside ``run(_:)`` and
+/// takes the batches strictly in the order they were resolved, whatever order their embeddings
+/// finish in. Documents resolved but not yet applied are remembered in an overlay, so resolving the
+/// next batch sees them. At most ``Configuration/maxBatchesInFlight`` batches are between resolve
+/// and apply; feeding waits beyond that (backpressure reaches the replication stream).
 ///
 /// Feeding calls must not overlap: one consumer feeds the pipeline (the reader's handler, or a loader),
 /// inside ``run(_:)``.
@@ -34,6 +38,16 @@ public final class Pipeline: Sendable {
         public var batchDelay: Duration = .milliseconds(50)
         /// Attempts to write a batch before giving up (the agent then stops; a restart resumes). Default 5.
         public var applyAttempts = 5
+        /// Batches whose embeddings are computed at once. Default 4: enough to keep an embedding
+        /// provider's requests in flight while earlier batches are written; each embedding call of a
+        /// batch may itself be split into concurrent provider requests.
+        public var embeddingConcurrency = 4
+        /// How long content is split into chunks, each embedded on its own. Default 512 tokens with
+        /// 64 of overlap.
+        public var chunking = TextChunker.Configuration()
+
+        /// Most batches resolved but not yet applied.
+        var maxBatchesInFlight: Int { max(1, embeddingConcurrency) + 2 }
 
         public init() {}
     }
@@ -44,9 +58,11 @@ public final class Pipeline: Sendable {
         public var upserts = 0
         public var deletes = 0
         public var truncates = 0
-        /// Calls to the embedder and the documents they carried.
+        /// Calls to the embedder and the texts (chunks) they carried.
         public var embeddingCalls = 0
         public var embeddedDocuments = 0
+        /// Documents split into more than one chunk.
+        public var chunkedDocuments = 0
         /// Documents whose content and model were unchanged, so no embedding was needed.
         public var embeddingsSkipped = 0
         public var deadLetters = 0
@@ -72,8 +88,25 @@ public final class Pipeline: Sendable {
     private let onDurable: @Sendable (LSN) -> Void
     /// Set while backfills run: watermark chunks join the stream here.
     let coordinator: BackfillCoordinator?
-    private let applyQueue = BoundedQueue<PreparedBatch>(capacity: 1)
+    private let embedQueue = BoundedQueue<ResolvedBatch>(capacity: 1)
+    private let handoff = OrderedHandoff<PreparedBatch>()
     private let progress = Mutex(ApplyProgress())
+    private let chunker: TextChunker
+
+    /// A batch whose documents are rendered and chunked, waiting for its embeddings.
+    struct ResolvedBatch: Sendable {
+        var sequence: Int
+        /// Every upsert in `work.upserts` (none targeted yet), without vectors; `targets[i]` is the
+        /// generation `work.upserts[i]` goes to (`nil`: every maintained one).
+        var work: IndexBatch
+        var targets: [Int?]
+        /// For each of `work.upserts`: hashes of its chunks whose stored vector is kept (same text
+        /// and model stored): not embedded, the store takes them from what it holds.
+        var kept: [Set<String>]
+        var checkpoint: LSN?
+        var commitTimes: [Int64]
+        var chunkTokens: [String]
+    }
 
     /// A batch ready to write.
     struct PreparedBatch: Sendable {
@@ -124,6 +157,7 @@ public final class Pipeline: Sendable {
         self.store = store
         self.rowSource = rowSource
         self.logger = logger
+        self.chunker = TextChunker(configuration: configuration.chunking)
     }
 
     public var statistics: Statistics { counters.withLock { $0 } }
@@ -321,22 +355,43 @@ public final class Pipeline: Sendable {
     public func run<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await self.applyLoop() }
+            for _ in 0..<max(1, configuration.embeddingConcurrency) {
+                group.addTask { await self.embedLoop() }
+            }
             do {
                 let result = try await body()
                 try await flush()
-                applyQueue.finish()
+                embedQueue.finish()
+                handoff.finish()
                 try await group.waitForAll()
                 return result
             } catch {
-                applyQueue.finish()
+                embedQueue.finish()
+                handoff.finish()
                 group.cancelAll()
                 throw error
             }
         }
     }
 
+    /// One embedding worker: takes resolved batches in turn, embeds what they need, and hands them
+    /// to the apply stage (which restores their order).
+    private func embedLoop() async {
+        while let resolved = await embedQueue.pop() {
+            do {
+                let prepared = try await embed(resolved)
+                handoff.put(prepared, sequence: resolved.sequence)
+            } catch {
+                // Only cancellation ends an embedding call: the pipeline is stopping.
+                return
+            }
+        }
+    }
+
     private func applyLoop() async {
-        while let prepared = await applyQueue.pop() {
+        var next = 1
+        while let prepared = await handoff.take(next) {
+            next += 1
             var state: [String: String] = [:]
             if let checkpoint = prepared.checkpoint { state["checkpoint"] = checkpoint.description }
             do {
@@ -347,7 +402,8 @@ public final class Pipeline: Sendable {
                     defer { progress.waiters.removeAll() }
                     return progress.waiters.map(\.continuation)
                 }
-                applyQueue.finish()
+                embedQueue.finish()
+                handoff.finish()
                 for waiter in waiters { waiter.resume(throwing: error) }
                 return
             }
@@ -390,16 +446,21 @@ public final class Pipeline: Sendable {
         if full { _ = try await submit() }
     }
 
-    /// Prepares the pending batch and hands it to the apply stage; returns its sequence number
-    /// (`nil` when nothing was pending).
+    /// Resolves the pending batch and hands it to the embedding stage; returns its sequence number
+    /// (`nil` when nothing was pending). Waits first while ``Configuration/maxBatchesInFlight``
+    /// batches are between resolve and apply.
     private func submit() async throws -> Int? {
         if let failure = progress.withLock({ $0.failure }) { throw failure }
+        let empty = pending.withLock { $0.isEmpty }
+        guard !empty else { return nil }
+        let upcoming = progress.withLock { $0.submitted + 1 }
+        try await waitUntilApplied(upcoming - configuration.maxBatchesInFlight)
         let batch = pending.withLock { current -> PendingBatch in
             defer { current = PendingBatch() }
             return current
         }
         guard !batch.isEmpty else { return nil }
-        let work = try await prepare(batch)
+        let (work, targets, kept) = try await resolve(batch)
         let sequence = progress.withLock { progress -> Int in
             progress.submitted += 1
             let sequence = progress.submitted
@@ -416,13 +477,15 @@ public final class Pipeline: Sendable {
             for (entity, ids) in work.deletes {
                 for id in ids { progress.overlay[.init(entity: entity, id: id)] = (sequence, nil) }
             }
-            for upsert in work.upserts + work.targetedUpserts.values.joined() {
+            // As if every embedding succeeds: a later batch that keeps a vector this one failed to
+            // make finds it missing when it is written (MissingStoredVectors) and embeds it then.
+            for upsert in work.upserts {
                 let document = upsert.document
                 progress.overlay[document.key] = (
                     sequence,
                     StoredDocumentState(
                         contentHash: document.contentHash, model: upsert.model, sourceValues: document.sourceValues, lsn: document.lsn,
-                        partition: document.partition)
+                        partition: document.partition, chunkHashes: document.chunks.map(\.hash))
                 )
             }
             for letter in work.deadLetters {
@@ -431,8 +494,8 @@ public final class Pipeline: Sendable {
             return sequence
         }
         do {
-            try await applyQueue.push(PreparedBatch(
-                sequence: sequence, work: work, checkpoint: batch.checkpoint, commitTimes: batch.commitTimes,
+            try await embedQueue.push(ResolvedBatch(
+                sequence: sequence, work: work, targets: targets, kept: kept, checkpoint: batch.checkpoint, commitTimes: batch.commitTimes,
                 chunkTokens: batch.chunkTokens))
         } catch {
             throw progress.withLock { $0.failure } ?? SyncError(.apply, "the pipeline is not running: feed it inside Pipeline.run")
@@ -440,9 +503,9 @@ public final class Pipeline: Sendable {
         return sequence
     }
 
-    /// Applies whatever is pending now and waits until it, and everything before it, is durable.
-    public func flush() async throws {
-        guard let sequence = try await submit() ?? progress.withLock({ $0.submitted > $0.applied ? $0.submitted : nil }) else { return }
+    /// Waits until every batch up to `sequence` is durable (at once when it is 0 or less).
+    private func waitUntilApplied(_ sequence: Int) async throws {
+        guard sequence > 0 else { return }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let immediate: Result<Void, any Error>? = progress.withLock { progress in
                 if let failure = progress.failure { return .failure(failure) }
@@ -452,6 +515,12 @@ public final class Pipeline: Sendable {
             }
             if let immediate { continuation.resume(with: immediate) }
         }
+    }
+
+    /// Applies whatever is pending now and waits until it, and everything before it, is durable.
+    public func flush() async throws {
+        guard let sequence = try await submit() ?? progress.withLock({ $0.submitted > $0.applied ? $0.submitted : nil }) else { return }
+        try await waitUntilApplied(sequence)
     }
 
     /// Stored state for `ids`, with documents prepared but not yet applied taken from the overlay.
@@ -494,7 +563,7 @@ public final class Pipeline: Sendable {
             } catch let missing as MissingStoredVectors {
                 // Nothing was written: embed what lost its stored vector and write the batch again.
                 logger.debug("stored vectors gone since prepare; embedding them", metadata: ["documents": "\(missing.documents.count)"])
-                await embedMissing(missing.documents, in: &work)
+                try await embedMissing(missing.documents, in: &work)
                 continue
             } catch {
                 if attempt >= configuration.applyAttempts {
@@ -508,17 +577,20 @@ public final class Pipeline: Sendable {
         }
     }
 
-    /// Renders, looks up stored state, embeds what changed, and builds the store batch.
-    private func prepare(_ batch: PendingBatch) async throws -> IndexBatch {
+    /// Renders and chunks documents, looks up stored state, and builds the store batch with every
+    /// upsert in `upserts` (no vectors yet), the generation each one goes to (`nil`: every
+    /// maintained one), and the hashes of the chunks whose stored vectors each one keeps.
+    private func resolve(_ batch: PendingBatch) async throws -> (IndexBatch, [Int?], [Set<String>]) {
         var work = IndexBatch()
         work.truncates = batch.truncates
         work.partitionTruncates = batch.partitionTruncates
         work.jobs = batch.jobs
         let now = Date().timeIntervalSince1970
-        var toEmbed: [(document: Document, index: Int)] = []
 
         // The generation each of work.upserts goes to: nil for every maintained one.
         var targets: [Int?] = []
+        // For each of work.upserts: the chunk hashes whose stored vectors it keeps.
+        var kept: [Set<String>] = []
         let byEntity = Dictionary(grouping: batch.entries, by: { $0.key.entity })
         let targetedByEntity = Dictionary(grouping: batch.targeted, by: { $0.key.entity })
         for entityName in Set(byEntity.keys).union(targetedByEntity.keys).sorted() {
@@ -604,16 +676,19 @@ public final class Pipeline: Sendable {
                     continue
                 }
                 do {
-                    let document = try entity.document(id: upsert.id, values: values, lsn: upsert.lsn, partition: upsert.partition)
+                    var document = try entity.document(id: upsert.id, values: values, lsn: upsert.lsn, partition: upsert.partition)
+                    chunk(&document)
+                    // A chunk keeps its stored vector when a stored chunk of the document has its text
+                    // and the model is the same; an empty slot is embedded by the next stage.
                     let previous = stored[upsert.id]
-                    let needsVector = previous == nil || previous?.contentHash != document.contentHash || previous?.model != embedder.model
-                    work.upserts.append(EmbeddedDocument(document: document, vector: nil, model: embedder.model))
+                    let keep = previous.flatMap { $0.model == embedder.model ? Set($0.chunkHashes) : nil } ?? []
+                    let vectors: [[Float]?] = Array(repeating: nil, count: document.chunks.count)
+                    work.upserts.append(EmbeddedDocument(document: document, vectors: vectors, model: embedder.model))
                     targets.append(upsert.generation)
-                    if needsVector {
-                        toEmbed.append((document, work.upserts.count - 1))
-                    } else {
+                    if document.chunks.allSatisfy({ keep.contains($0.hash) }) {
                         counters.withLock { $0.embeddingsSkipped += 1 }
                     }
+                    kept.append(keep)
                 } catch {
                     work.deadLetters.append(DeadLetter(
                         entity: entityName, id: upsert.id, stage: "render", error: "\(error)", lsn: upsert.lsn,
@@ -622,48 +697,61 @@ public final class Pipeline: Sendable {
             }
         }
 
-        // Each distinct content is embedded once per batch (documents with equal content — a rebuild
-        // chunk's row and a stream change of the same row, or rows that render alike — share the
-        // vector), in provider-sized chunks; a failing chunk is retried text by text so that one bad
-        // row does not fail its neighbours.
-        var failed = Set<Int>()
-        var sharers: [String: [Int]] = [:]
-        var distinct: [(document: Document, index: Int)] = []
-        for item in toEmbed {
-            if sharers[item.document.contentHash] == nil { distinct.append(item) }
-            sharers[item.document.contentHash, default: []].append(item.index)
+        return (work, targets, kept)
+    }
+
+    /// Splits a long document into chunks (short content stays one chunk: the content).
+    private func chunk(_ document: inout Document) {
+        let pieces = chunker.chunks(of: document.content, tokens: { self.embedder.tokenCount(String($0)) })
+        guard pieces.count > 1 else { return }
+        document.chunks = pieces.map { piece in
+            let text = String(piece)
+            return DocumentChunk(text: text, hash: EntityMapping.hash(text))
         }
-        let chunkSize = max(1, embedder.maxBatchSize)
-        var start = 0
-        while start < distinct.count {
-            let chunk = Array(distinct[start..<min(start + chunkSize, distinct.count)])
-            start += chunkSize
-            do {
-                let vectors = try await embedChecked(chunk.map(\.document.content))
-                for (item, vector) in zip(chunk, vectors) {
-                    for index in sharers[item.document.contentHash] ?? [] { work.upserts[index].vector = vector }
+        counters.withLock { $0.chunkedDocuments += 1 }
+    }
+
+    /// The embedding stage of one batch: embeds every chunk without a vector — each distinct text
+    /// once (a rebuild chunk's row and a stream change of the same row, or rows that render alike,
+    /// share it), in calls of the embedder's batch size run concurrently — and builds the store
+    /// batch. A text the embedder fails on (after its own retries) makes its documents dead letters;
+    /// the rest of the batch is stored.
+    private func embed(_ resolved: ResolvedBatch) async throws -> PreparedBatch {
+        var work = resolved.work
+        let now = Date().timeIntervalSince1970
+        var texts: [String] = []
+        var slot: [String: Int] = [:]
+        for (index, upsert) in work.upserts.enumerated() {
+            for chunk in upsert.document.chunks where !resolved.kept[index].contains(chunk.hash) {
+                if slot[chunk.hash] == nil {
+                    slot[chunk.hash] = texts.count
+                    texts.append(chunk.text)
                 }
-            } catch {
-                for item in chunk {
-                    let indexes = sharers[item.document.contentHash] ?? []
-                    do {
-                        let vector = try await embedChecked([item.document.content])
-                        for index in indexes { work.upserts[index].vector = vector[0] }
-                    } catch {
-                        for index in indexes {
-                            let document = work.upserts[index].document
-                            failed.insert(index)
-                            work.deadLetters.append(DeadLetter(
-                                entity: document.entity, id: document.id, stage: "embed", error: "\(error)",
-                                lsn: document.lsn, firstFailedAt: now, lastFailedAt: now))
-                        }
-                    }
+            }
+        }
+        let outcomes = try await embedConcurrently(texts)
+        var failed = Set<Int>()
+        for index in work.upserts.indices {
+            let document = work.upserts[index].document
+            var failure: EmbeddingError?
+            for (position, chunk) in document.chunks.enumerated() where !resolved.kept[index].contains(chunk.hash) {
+                guard let outcome = slot[chunk.hash].map({ outcomes[$0] }) else { continue }
+                switch outcome {
+                case .success(let vector): work.upserts[index].vectors[position] = vector
+                case .failure(let error): failure = failure ?? error
                 }
+            }
+            if let failure {
+                failed.insert(index)
+                let chunkNote = document.chunks.count > 1 ? " (a chunk of \(document.chunks.count))" : ""
+                work.deadLetters.append(DeadLetter(
+                    entity: document.entity, id: document.id, stage: "embed", error: "\(failure)\(chunkNote)",
+                    lsn: document.lsn, firstFailedAt: now, lastFailedAt: now))
             }
         }
         var general: [EmbeddedDocument] = []
         for (index, upsert) in work.upserts.enumerated() where !failed.contains(index) {
-            if let generation = targets[index] {
+            if let generation = resolved.targets[index] {
                 work.targetedUpserts[generation, default: []].append(upsert)
             } else {
                 general.append(upsert)
@@ -671,7 +759,50 @@ public final class Pipeline: Sendable {
             work.resolved[upsert.document.entity, default: []].append(upsert.document.id)
         }
         work.upserts = general
-        return work
+        return PreparedBatch(
+            sequence: resolved.sequence, work: work, checkpoint: resolved.checkpoint, commitTimes: resolved.commitTimes,
+            chunkTokens: resolved.chunkTokens)
+    }
+
+    /// One outcome per text: calls of at most the embedder's batch size, all in flight at once (a
+    /// provider paces them by its own budgets).
+    private func embedConcurrently(_ texts: [String]) async throws -> [Result<[Float], EmbeddingError>] {
+        guard !texts.isEmpty else { return [] }
+        let size = max(1, embedder.maxBatchSize)
+        let ranges = stride(from: 0, to: texts.count, by: size).map { $0..<min($0 + size, texts.count) }
+        counters.withLock {
+            $0.embeddingCalls += ranges.count
+            $0.embeddedDocuments += texts.count
+        }
+        if ranges.count == 1 { return try await checkedEach(texts) }
+        var outcomes = [Result<[Float], EmbeddingError>?](repeating: nil, count: texts.count)
+        try await withThrowingTaskGroup(of: (Range<Int>, [Result<[Float], EmbeddingError>]).self) { group in
+            for range in ranges {
+                let slice = Array(texts[range])
+                group.addTask { (range, try await self.checkedEach(slice)) }
+            }
+            for try await (range, results) in group {
+                for (offset, result) in results.enumerated() { outcomes[range.lowerBound + offset] = result }
+            }
+        }
+        return outcomes.map { $0 ?? .failure(EmbeddingError(.invalidResponse, "no outcome for a text")) }
+    }
+
+    /// ``Embedder/embedEach(_:)`` with its answer checked: one outcome per text, vectors of the
+    /// embedder's length.
+    private func checkedEach(_ texts: [String]) async throws -> [Result<[Float], EmbeddingError>] {
+        let outcomes = try await embedder.embedEach(texts)
+        guard outcomes.count == texts.count else {
+            let error = EmbeddingError(.invalidResponse, "the embedder returned \(outcomes.count) outcomes for \(texts.count) texts")
+            return Array(repeating: .failure(error), count: texts.count)
+        }
+        return outcomes.map { outcome in
+            if case .success(let vector) = outcome, vector.count != embedder.dimensions {
+                return .failure(EmbeddingError(
+                    .invalidResponse, "the embedder returned a vector of \(vector.count) dimensions (expected \(embedder.dimensions))"))
+            }
+            return outcome
+        }
     }
 
     /// Reads rows again for unchanged TOAST values; a connection problem is retried a few times
@@ -691,45 +822,45 @@ public final class Pipeline: Sendable {
         }
     }
 
-    /// Embeds the upserts the store found no vector for (their stored document went away after
-    /// prepare looked); one that cannot be embedded becomes a dead letter.
-    private func embedMissing(_ missing: Set<DocumentKey>, in work: inout IndexBatch) async {
+    /// Embeds the chunks of upserts the store found no stored vector for (their stored document went
+    /// away after resolve looked); a document that cannot be embedded becomes a dead letter.
+    private func embedMissing(_ missing: Set<DocumentKey>, in work: inout IndexBatch) async throws {
         let now = Date().timeIntervalSince1970
-        var failed = Set<DocumentKey>()
-        func fill(_ upserts: inout [EmbeddedDocument]) async {
-            for index in upserts.indices where upserts[index].vector == nil {
+        var texts: [String] = []
+        var slot: [String: Int] = [:]
+        let all = work.upserts + work.targetedUpserts.values.joined()
+        for upsert in all where missing.contains(upsert.document.key) {
+            for (position, chunk) in upsert.document.chunks.enumerated() where upsert.vectors[position] == nil && slot[chunk.hash] == nil {
+                slot[chunk.hash] = texts.count
+                texts.append(chunk.text)
+            }
+        }
+        let outcomes = try await embedConcurrently(texts)
+        var failed: [DocumentKey: (error: EmbeddingError, lsn: LSN)] = [:]
+        func fill(_ upserts: inout [EmbeddedDocument]) {
+            for index in upserts.indices where missing.contains(upserts[index].document.key) {
                 let document = upserts[index].document
-                let key = document.key
-                guard missing.contains(key) else { continue }
-                do {
-                    upserts[index].vector = try await embedChecked([document.content])[0]
-                } catch {
-                    failed.insert(key)
-                    work.deadLetters.append(DeadLetter(
-                        entity: document.entity, id: document.id, stage: "embed", error: "\(error)", lsn: document.lsn,
-                        firstFailedAt: now, lastFailedAt: now))
+                for (position, chunk) in document.chunks.enumerated() where upserts[index].vectors[position] == nil {
+                    guard let outcome = slot[chunk.hash].map({ outcomes[$0] }) else { continue }
+                    switch outcome {
+                    case .success(let vector): upserts[index].vectors[position] = vector
+                    case .failure(let error): failed[document.key] = (error, document.lsn)
+                    }
                 }
             }
-            upserts.removeAll { failed.contains($0.document.key) && $0.vector == nil }
+            upserts.removeAll { failed[$0.document.key] != nil && !$0.isComplete }
         }
-        await fill(&work.upserts)
+        fill(&work.upserts)
         for generation in work.targetedUpserts.keys.sorted() {
             var upserts = work.targetedUpserts[generation] ?? []
-            await fill(&upserts)
+            fill(&upserts)
             work.targetedUpserts[generation] = upserts
         }
-        for key in failed { work.resolved[key.entity]?.removeAll { $0 == key.id } }
-    }
-
-    private func embedChecked(_ texts: [String]) async throws -> [[Float]] {
-        counters.withLock {
-            $0.embeddingCalls += 1
-            $0.embeddedDocuments += texts.count
+        for (key, failure) in failed {
+            work.resolved[key.entity]?.removeAll { $0 == key.id }
+            work.deadLetters.append(DeadLetter(
+                entity: key.entity, id: key.id, stage: "embed", error: "\(failure.error)", lsn: failure.lsn,
+                firstFailedAt: now, lastFailedAt: now))
         }
-        let vectors = try await embedder.embed(texts)
-        guard vectors.count == texts.count, vectors.allSatisfy({ $0.count == embedder.dimensions }) else {
-            throw IndexingError(.embedding, "the embedder returned \(vectors.count) vectors for \(texts.count) texts, or vectors of the wrong length (expected \(embedder.dimensions))")
-        }
-        return vectors
     }
 }

@@ -128,33 +128,3 @@ public final class RowSource: Sendable {
 
     public func close() async { await connection.close() }
 }
-
-/// A connection opened on first use and reopened after it broke.
-final class LazyConnection: Sendable {
-    private let url: String
-    private let logger: Logger
-    private let state = Mutex<PostgresConnection?>(nil)
-
-    private let applicationName: String
-
-    init(url: String, applicationName: String = "tidemark", logger: Logger) {
-        self.url = url
-        self.applicationName = applicationName
-        self.logger = logger
-    }
-
-    func get() async throws -> PostgresConnection {
-        if let existing = state.withLock({ $0 }), await existing.isOpen { return existing }
-        let connection = try await PostgresConnection.connect(url, applicationName: applicationName, logger: logger)
-        state.withLock { $0 = connection }
-        return connection
-    }
-
-    func close() async {
-        let connection = state.withLock { current -> PostgresConnection? in
-            defer { current = nil }
-            return current
-        }
-        await connection?.close()
-    }
-}

@@ -54,6 +54,14 @@ final class AgentSupervisor {
         guard let current, !stopped else { return nil }
         stopped = true
         guard current.process.isRunning else { return "agent run \(starts) had ended by itself before SIGTERM (\(Self.ending(current.process)))" }
+        // A signal that arrives while the process is still loading (before `run` takes over SIGTERM)
+        // ends it the default way: wait until it has said it is starting, as an operator would.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while current.process.isRunning, ContinuousClock.now < deadline,
+            !((try? String(contentsOfFile: logPath, encoding: .utf8))?.contains("starting") ?? false)
+        {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
         current.kill(SIGTERM)
         guard await Self.waitForExit(current.process, timeout: timeout) else {
             current.kill(SIGKILL)

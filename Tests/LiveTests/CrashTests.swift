@@ -10,22 +10,22 @@ import Testing
 /// The agent is killed with SIGKILL at random instants while a mixed workload runs; at the end the
 /// index must equal the source rendered through the same template.
 @Suite(.serialized) struct CrashTests {
-    @Test(arguments: LiveServer.all)
-    func survivesRepeatedSIGKILLWithNothingMissingExtraOrStale(server: LiveServer) async throws {
+    @Test(arguments: LiveCase.all)
+    func survivesRepeatedSIGKILLWithNothingMissingExtraOrStale(live: LiveCase) async throws {
         let binary = try #require(TidemarkBinary.path, "build the tidemark executable first (swift build)")
-        try await withDatabase(on: server) { db in
+        let directory = NSTemporaryDirectory() + "tidemark-crash-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await withDatabase(live, directory: directory) { db, index in
             try await db.exec("""
                 CREATE TABLE items (id int PRIMARY KEY, title text NOT NULL, body text, category text, hits int DEFAULT 0);
                 INSERT INTO items SELECT g, 'item ' || g, 'body of item ' || g, 'c' || (g % 5), 0 FROM generate_series(1, 3000) g;
                 """)
-            let directory = NSTemporaryDirectory() + "tidemark-crash-\(UUID().uuidString)"
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: directory) }
             let configPath = directory + "/tidemark.yml"
             let template = "{{title}}\\n{{body}}"
             try """
                 source: { url: "\(db.url)", slot: \(db.name), heartbeat_interval: 200ms }
-                index: { kind: sqlite, path: "\(directory)/index.db" }
+                \(index.yaml)
                 pipeline: { batch_size: 200, batch_delay: 20ms }
                 entities:
                   item:
@@ -87,7 +87,7 @@ import Testing
             // A last clean run catches up; SIGTERM then drains and exits 0.
             let logPath = directory + "/last-run.log"
             let agent = try AgentProcess(binary: binary, config: configPath, log: logPath, level: "info")
-            let store = try SQLiteIndexStore(configuration: .init(path: directory + "/index.db"), logger: testLogger)
+            let store = try await index.open()
             let beforeStart = try await store.state("checkpoint") ?? "none"
             try await waitForCheckpoint(store, target, timeout: .seconds(120))
             try await waitForLoaded(store, ["item"])

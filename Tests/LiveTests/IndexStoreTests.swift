@@ -1,0 +1,247 @@
+import Embedding
+import Foundation
+@testable import Indexing
+import Postgres
+import Testing
+
+@testable import Sync
+
+/// The store protocol's guarantees, checked on every store (SQLite and pgvector) with the same
+/// assertions.
+@Suite struct IndexStoreTests {
+    let embedder = BuiltinEmbedder()
+
+    func document(_ id: String, _ text: String, metadata: [String: String?] = [:], lsn: UInt64 = 1, partition: String? = nil) -> Document {
+        Document(
+            entity: "e", id: id, content: text, contentHash: EntityMapping.hash(text), metadata: metadata, sourceValues: ["body": text],
+            lsn: LSN(lsn), partition: partition)
+    }
+
+    /// A document split into the given chunks (texts), with hashes.
+    func chunked(_ id: String, _ pieces: [String], lsn: UInt64) -> Document {
+        var document = self.document(id, pieces.joined(separator: " "), lsn: lsn)
+        document.chunks = pieces.map { DocumentChunk(text: $0, hash: EntityMapping.hash($0)) }
+        return document
+    }
+
+    func embedded(_ document: Document) -> EmbeddedDocument {
+        EmbeddedDocument(document: document, vectors: document.chunks.map { embedder.vector($0.text) }, model: embedder.model)
+    }
+
+    func withStore(_ live: LiveCase, _ body: (any IndexStore) async throws -> Void) async throws {
+        let directory = NSTemporaryDirectory() + "tidemark-store-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await withDatabase(live, directory: directory) { _, index in
+            let store = try await index.open()
+            try await body(store)
+            if let store = store as? PgVectorIndexStore { await store.close() }
+        }
+    }
+
+    @Test(arguments: LiveCase.eachStore)
+    func writesSearchesKeepsVectorsDeletesAndTruncates(live: LiveCase) async throws {
+        try await withStore(live) { store in
+            var batch = IndexBatch()
+            for (id, text) in [("1", "fresh apple pie"), ("2", "apple cider vinegar"), ("3", "steel hammer")] {
+                batch.upserts.append(embedded(document(id, text, metadata: ["kind": id == "3" ? "tool" : "food"])))
+            }
+            try await store.apply(batch, state: ["checkpoint": "0/10"])
+            #expect(try await store.state("checkpoint") == "0/10")
+            #expect(try await store.count(entity: "e") == 3)
+            let hits = try await store.search(entity: "e", vector: embedder.vector("apple"), k: 2, filter: [:])
+            #expect(hits.map(\.id).sorted() == ["1", "2"])
+            #expect(hits.count == 2 && hits[0].score >= hits[1].score)
+            let tools = try await store.search(entity: "e", vector: embedder.vector("apple"), k: 5, filter: ["kind": "tool"])
+            #expect(tools.map(\.id) == ["3"])
+            #expect(tools.first?.metadata == ["kind": "tool"])
+
+            // Content unchanged, metadata updated: the stored vector is kept.
+            var update = IndexBatch()
+            update.upserts = [EmbeddedDocument(document: document("3", "steel hammer", metadata: ["kind": "hardware"], lsn: 2), vector: nil, model: embedder.model)]
+            update.deletes = ["e": ["1"]]
+            try await store.apply(update, state: ["checkpoint": "0/20"])
+            let exported = try await store.export(entity: "e", after: nil, limit: 10)
+            #expect(exported.map(\.id) == ["2", "3"])
+            #expect(exported.last?.metadata == ["kind": "hardware"] && exported.last?.lsn == "0/2")
+            let stillFound = try await store.search(entity: "e", vector: embedder.vector("hammer"), k: 1, filter: [:])
+            #expect(stillFound.first?.id == "3" && (stillFound.first?.score ?? 0) > 0.5)
+            let states = try await store.storedStates(entity: "e", ids: ["2", "3", "9"])
+            #expect(Set(states.keys) == ["2", "3"])
+            #expect(states["3"]?.sourceValues == ["body": "steel hammer"] && states["3"]?.isLatest == true)
+
+            // An older version never replaces a newer one.
+            var older = IndexBatch()
+            older.upserts = [embedded(document("3", "rusty hammer", lsn: 1))]
+            try await store.apply(older, state: [:])
+            #expect(try await store.export(entity: "e", after: "2", limit: 10).first?.content == "steel hammer")
+
+            var truncate = IndexBatch()
+            truncate.truncates = ["e"]
+            try await store.apply(truncate, state: [:])
+            #expect(try await store.count(entity: "e") == 0)
+            #expect(try await store.search(entity: "e", vector: embedder.vector("hammer"), k: 3, filter: [:]).isEmpty)
+            #expect(try await store.state("checkpoint") == "0/20")
+        }
+    }
+
+    /// Keeping a vector that is gone must fail the whole batch, writing nothing.
+    @Test(arguments: LiveCase.eachStore)
+    func keepingAVectorThatIsGoneWritesNothing(live: LiveCase) async throws {
+        try await withStore(live) { store in
+            var first = IndexBatch()
+            first.upserts = [embedded(document("1", "alpha"))]
+            try await store.apply(first, state: ["checkpoint": "0/1"])
+            var batch = IndexBatch()
+            batch.deletes = ["e": ["1"]]
+            batch.upserts = [
+                EmbeddedDocument(document: document("1", "alpha", lsn: 5), vector: nil, model: embedder.model),
+                embedded(document("2", "beta", lsn: 5)),
+            ]
+            await #expect(throws: MissingStoredVectors.self) { try await store.apply(batch, state: ["checkpoint": "0/5"]) }
+            #expect(try await store.state("checkpoint") == "0/1", "nothing of the batch was written")
+            #expect(try await store.export(entity: "e", after: nil, limit: 10).map(\.id) == ["1"])
+        }
+    }
+
+    /// Several chunks: a document is found once, by its best chunk; export shows the chunks; an edit
+    /// keeps the unchanged chunks' vectors and a shorter document drops the extra chunks.
+    @Test(arguments: LiveCase.eachStore)
+    func chunkedDocumentsAreFoundOnceByTheirBestChunk(live: LiveCase) async throws {
+        try await withStore(live) { store in
+            var batch = IndexBatch()
+            batch.upserts = [
+                embedded(chunked("long", ["the history of the violin", "caring for a garden hose", "baking sourdough bread at home"], lsn: 1)),
+                embedded(document("short", "garden hose reel", lsn: 1)),
+            ]
+            try await store.apply(batch, state: [:])
+            let hits = try await store.search(entity: "e", vector: embedder.vector("sourdough bread"), k: 5, filter: [:])
+            #expect(hits.map(\.id).filter { $0 == "long" }.count == 1, "one hit per document")
+            #expect(hits.first?.id == "long" && hits.first?.chunk == 2 && hits.first?.chunkText == "baking sourdough bread at home")
+            let hose = try await store.search(entity: "e", vector: embedder.vector("garden hose"), k: 2, filter: [:])
+            #expect(Set(hose.map(\.id)) == ["long", "short"])
+            #expect(hose.first { $0.id == "long" }?.chunk == 1)
+            #expect(hose.first { $0.id == "short" }?.chunkText == nil)
+            let exported = try await store.export(entity: "e", after: nil, limit: 10)
+            #expect(exported.first { $0.id == "long" }?.chunks == ["the history of the violin", "caring for a garden hose", "baking sourdough bread at home"])
+            #expect(exported.first { $0.id == "short" }?.chunks == nil)
+            #expect(try await store.storedStates(entity: "e", ids: ["long"])["long"]?.chunkHashes.count == 3)
+
+            // Edit: the first chunk changes, the second is kept (no vector given), the third goes.
+            var edit = chunked("long", ["the history of the cello", "caring for a garden hose"], lsn: 2)
+            edit.content = "the history of the cello caring for a garden hose"
+            var update = IndexBatch()
+            update.upserts = [EmbeddedDocument(document: edit, vectors: [embedder.vector("the history of the cello"), nil], model: embedder.model)]
+            try await store.apply(update, state: [:])
+            let afterEdit = try await store.export(entity: "e", after: nil, limit: 10).first { $0.id == "long" }
+            #expect(afterEdit?.chunks == ["the history of the cello", "caring for a garden hose"])
+            let bread = try await store.search(entity: "e", vector: embedder.vector("sourdough bread"), k: 5, filter: [:])
+            #expect(bread.first { $0.id == "long" }.map { $0.chunk < 2 } ?? true, "the dropped chunk is gone")
+            let kept = try await store.search(entity: "e", vector: embedder.vector("garden hose"), k: 2, filter: [:])
+            #expect(kept.first { $0.id == "long" }?.chunk == 1 && (kept.first { $0.id == "long" }?.score ?? 0) > 0.5, "the kept chunk kept its vector")
+
+            // Back to one chunk.
+            var single = IndexBatch()
+            single.upserts = [embedded(document("long", "now short", lsn: 3))]
+            try await store.apply(single, state: [:])
+            #expect(try await store.export(entity: "e", after: nil, limit: 10).first { $0.id == "long" }?.chunks == nil)
+            #expect(try await store.storedStates(entity: "e", ids: ["long"])["long"]?.chunkHashes == [EntityMapping.hash("now short")])
+        }
+    }
+
+    /// Generations: a rebuild's rows go to its generation only, the stream's to every maintained
+    /// one; a switch changes what search and export read; a sweep removes the old rows.
+    @Test(arguments: LiveCase.eachStore)
+    func generationsPartitionsSweepsDeadLettersAndJobs(live: LiveCase) async throws {
+        try await withStore(live) { store in
+            var batch = IndexBatch()
+            batch.upserts = [embedded(document("1", "one", partition: "100")), embedded(document("2", "two", partition: "200"))]
+            try await store.apply(batch, state: [:])
+            var start = IndexBatch()
+            start.generationChanges = ["e": GenerationChange(active: 0, maintained: [0, 1])]
+            try await store.apply(start, state: [:])
+            #expect(try await store.generations("e") == [0, 1])
+            var rebuild = IndexBatch()
+            rebuild.targetedUpserts = [1: [embedded(document("1", "one rebuilt", lsn: 3, partition: "100"))]]
+            rebuild.upserts = [embedded(document("2", "two streamed", lsn: 4, partition: "200"))]
+            try await store.apply(rebuild, state: [:])
+            #expect(try await store.export(entity: "e", after: nil, limit: 10).map(\.content) == ["one", "two streamed"])
+            var switchOver = IndexBatch()
+            switchOver.generationChanges = ["e": GenerationChange(active: 1, maintained: [1, 0])]
+            try await store.apply(switchOver, state: [:])
+            #expect(try await store.activeGeneration("e") == 1)
+            #expect(try await store.export(entity: "e", after: nil, limit: 10).map(\.content) == ["one rebuilt", "two streamed"])
+
+            var partition = IndexBatch()
+            partition.partitionTruncates = ["e": ["200"]]
+            try await store.apply(partition, state: [:])
+            #expect(try await store.export(entity: "e", after: nil, limit: 10).map(\.id) == ["1"])
+
+            var sweep = IndexBatch()
+            sweep.upserts = [embedded(document("5", "five", lsn: 10))]
+            sweep.generationSweeps = ["e": (generation: 1, before: LSN(5))]
+            try await store.apply(sweep, state: [:])
+            #expect(try await store.export(entity: "e", after: nil, limit: 10).map(\.id) == ["5"])
+
+            var letters = IndexBatch()
+            letters.deadLetters = [DeadLetter(entity: "e", id: "7", stage: "embed", error: "boom", lsn: LSN(11), firstFailedAt: 1, lastFailedAt: 1)]
+            try await store.apply(letters, state: [:])
+            try await store.apply(letters, state: [:])
+            #expect(try await store.deadLetters(entity: "e").map(\.attempts) == [2])
+            #expect(try await store.deadLetterCount(entity: "e", since: LSN(11)) == 1)
+            var resolved = IndexBatch()
+            resolved.resolved = ["e": ["7"]]
+            try await store.apply(resolved, state: [:])
+            #expect(try await store.deadLetters(entity: nil).isEmpty)
+
+            var job = JobRecord(id: "job-1", entity: "e", kind: .backfill, status: .failed, createdAt: 1)
+            try await store.saveJob(job)
+            job.status = .running
+            var progress = IndexBatch()
+            progress.jobs = [job]
+            try await store.apply(progress, state: [:])
+            #expect(try await store.job("job-1")?.status == .failed, "a late progress record never revives a finished job")
+            try await store.saveJob(job)
+            #expect(try await store.activeJobs().map(\.id) == ["job-1"])
+            #expect(try await store.setJobControl("job-1", .pause))
+            #expect(try await store.job("job-1")?.control == .pause)
+            #expect(try await store.jobs(entity: "other").isEmpty)
+        }
+    }
+
+    /// pgvector: the search index is built once, used by the planner, and answers like the exact scan.
+    @Test(arguments: LiveCase.eachStore.filter { $0.index != .sqlite })
+    func theHNSWIndexAnswersLikeTheExactScan(live: LiveCase) async throws {
+        try await withStore(live) { store in
+            let words = ["lamp", "desk", "kettle", "tent", "lantern", "mug", "chair", "bottle", "speaker", "hose"]
+            var batch = IndexBatch()
+            for index in 0..<2_000 {
+                let text = "\(words[index % 10]) \(words[(index / 10) % 10]) number \(index)"
+                batch.upserts.append(embedded(document(String(index), text, metadata: ["group": String(index % 3)])))
+            }
+            try await store.apply(batch, state: [:])
+            let query = embedder.vector("desk lamp")
+            let exact = try await store.search(entity: "e", vector: query, k: 10, filter: [:])
+            try await store.ensureSearchIndex(entity: "e", dimensions: embedder.dimensions)
+            try await store.ensureSearchIndex(entity: "e", dimensions: embedder.dimensions)  // a no-op the second time
+            let approximate = try await store.search(entity: "e", vector: query, k: 10, filter: [:])
+            let overlap = Set(exact.map(\.id)).intersection(approximate.map(\.id)).count
+            #expect(overlap >= 8, "recall@10 of the HNSW index against the exact scan: \(overlap)/10")
+            let filtered = try await store.search(entity: "e", vector: query, k: 10, filter: ["group": "1"])
+            #expect(filtered.count == 10 && filtered.allSatisfy { $0.metadata["group"] == "1" })
+
+            guard let vectorStore = store as? PgVectorIndexStore else { return }
+            let connection = try await PostgresConnection.connect(vectorStore.configuration.url, logger: testLogger)
+            let name = PgVectorIndexStore.searchIndexName(entity: "e", dimensions: embedder.dimensions)
+            let plan = try await connection.query(
+                """
+                EXPLAIN SELECT c.id FROM \(vectorStore.configuration.schema).chunks c
+                 WHERE c.entity = 'e' AND vector_dims(c.embedding) = 384 AND c.generation = 0
+                 ORDER BY c.embedding::vector(384) <=> '\(PgVectorIndexStore.vectorText(query))'::vector(384) LIMIT 10
+                """
+            ).rows.compactMap { $0.first ?? nil }.joined(separator: "\n")
+            await connection.close()
+            #expect(plan.contains(name), "the planner uses \(name):\n\(plan)")
+        }
+    }
+}
