@@ -88,7 +88,23 @@ public final class PgVectorIndexStore: IndexStore {
     }
 
     /// Makes sure pgvector is installed and the tables exist; returns pgvector's version.
+    ///
+    /// Runs under an advisory lock named after the schema: `CREATE … IF NOT EXISTS` is not safe
+    /// against a second process doing the same at the same moment (`tidemark search` beside a
+    /// starting agent).
     private static func prepare(_ connection: PostgresConnection, configuration: Configuration, _ where_: String) async throws -> String {
+        try await connection.query("SELECT pg_advisory_lock(hashtext('tidemark.index.' || $1))", [configuration.schema])
+        do {
+            let version = try await prepareLocked(connection, configuration: configuration, where_)
+            try await connection.query("SELECT pg_advisory_unlock(hashtext('tidemark.index.' || $1))", [configuration.schema])
+            return version
+        } catch {
+            _ = try? await connection.query("SELECT pg_advisory_unlock(hashtext('tidemark.index.' || $1))", [configuration.schema])
+            throw error
+        }
+    }
+
+    private static func prepareLocked(_ connection: PostgresConnection, configuration: Configuration, _ where_: String) async throws -> String {
         if try await connection.query("SELECT extversion FROM pg_extension WHERE extname = 'vector'").rows.isEmpty {
             let available = try await connection.query("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
             guard !available.rows.isEmpty else {

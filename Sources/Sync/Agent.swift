@@ -139,7 +139,9 @@ public final class Agent: Service, Sendable {
         pipeline.updatePartitions(partitions)
         rowSource.setPartitionedTables(Set(partitions.leaves.keys))
         try await pipeline.run {
-            try await stream(connection: connection, entities: entities, store: store, pipeline: pipeline, coordinator: coordinator)
+            try await stream(
+                connection: connection, entities: entities, store: store, pipeline: pipeline, coordinator: coordinator,
+                embedder: embedder)
         }
         await rowSource.close()
         logger.info("stopped", metadata: ["lsn.checkpoint": "\(progress.withLock { $0.checkpoint?.description ?? "none" })"])
@@ -147,7 +149,7 @@ public final class Agent: Service, Sendable {
 
     private func stream(
         connection: PostgresConnection, entities: [EntityMapping], store: any IndexStore, pipeline: Pipeline,
-        coordinator: BackfillCoordinator
+        coordinator: BackfillCoordinator, embedder: any Embedder
     ) async throws {
         let source = configuration.source
 
@@ -191,7 +193,7 @@ public final class Agent: Service, Sendable {
                     try await self.watchSource(setup: setup, connection: connection, entities: entities, store: store, pipeline: pipeline)
                 }
                 group.addTask {
-                    try await self.scheduleBackfills(entities: entities, store: store, coordinator: coordinator)
+                    try await self.scheduleBackfills(entities: entities, store: store, coordinator: coordinator, embedder: embedder)
                 }
                 // The reader returns after stop() or fails; heartbeat and backfills end with it (an
                 // interrupted job resumes from its last durable chunk on the next start).
@@ -420,7 +422,9 @@ public final class Agent: Service, Sendable {
 
     /// Starts queued and interrupted backfill jobs, at most `backfill.max_concurrent` at a time, and
     /// picks up jobs queued later (by `tidemark backfill`).
-    private func scheduleBackfills(entities: [EntityMapping], store: any IndexStore, coordinator: BackfillCoordinator) async throws {
+    private func scheduleBackfills(
+        entities: [EntityMapping], store: any IndexStore, coordinator: BackfillCoordinator, embedder: any Embedder
+    ) async throws {
         let byName = Dictionary(entities.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let runID = String(UUID().uuidString.prefix(8)).lowercased()
         var workerConfiguration = BackfillWorker.Configuration()
@@ -428,6 +432,17 @@ public final class Agent: Service, Sendable {
         workerConfiguration.maximumChunkBytes = configuration.backfill.maxChunkBytes
         let limit = max(1, configuration.backfill.maxConcurrent)
         try await withThrowingDiscardingTaskGroup { group in
+            // Entities loaded before this start get their search index if they have none yet (an
+            // index store that needs one, created after an upgrade or lost); the others get it when
+            // their load completes.
+            group.addTask {
+                for entity in entities {
+                    guard let incarnation = try? await store.state("slot.incarnation"),
+                        (try? await store.state("loaded.\(entity.name)")) == incarnation
+                    else { continue }
+                    await self.ensureSearchIndex(entity.name, store: store, dimensions: embedder.dimensions)
+                }
+            }
             var running = Set<String>()
             var retryAfter: [String: ContinuousClock.Instant] = [:]
             while !Task.isCancelled {
@@ -466,7 +481,10 @@ public final class Agent: Service, Sendable {
                         do {
                             // A load's `loaded.<entity>` is recorded by the worker in the transaction that
                             // completes the job, so a crash cannot separate the two.
-                            _ = try await worker.run(job)
+                            let finished = try await worker.run(job)
+                            if finished.status == .completed && finished.kind != .ids {
+                                await self.ensureSearchIndex(finished.entity, store: store, dimensions: embedder.dimensions)
+                            }
                         } catch is CancellationError {
                         } catch {
                             if Task.isCancelled { return }
@@ -489,6 +507,16 @@ public final class Agent: Service, Sendable {
             }
             group.cancelAll()
         }
+    }
+
+    /// Builds the store's search index of an entity (once its rows are loaded: much faster than
+    /// growing it row by row during the load). A failure is logged; searches still work, slower.
+    private func ensureSearchIndex(_ entity: String, store: any IndexStore, dimensions: Int) async {
+        do {
+            try await store.ensureSearchIndex(entity: entity, dimensions: dimensions)
+        } catch where !Task.isCancelled {
+            logger.warning("cannot build the search index; searches scan every vector until it exists", metadata: ["entity": "\(entity)", "error": "\(error)"])
+        } catch {}
     }
 
     /// While nothing arrives, writes a logical message now and then so the checkpoint and the slot

@@ -68,11 +68,14 @@ func withAgent(
 }
 
 extension TestDatabase {
-    func agentConfiguration(entities: [AgentConfiguration.Entity], indexPath: String = NSTemporaryDirectory() + "tidemark-\(UUID().uuidString).db") -> AgentConfiguration {
+    func agentConfiguration(
+        entities: [AgentConfiguration.Entity], indexPath: String = NSTemporaryDirectory() + "tidemark-\(UUID().uuidString).db",
+        index: AgentConfiguration.Index? = nil
+    ) -> AgentConfiguration {
         var configuration = AgentConfiguration(source: .init(url: url), entities: entities)
         configuration.source.slot = name
         configuration.source.heartbeatInterval = .milliseconds(200)
-        configuration.index = .sqlite(path: indexPath)
+        configuration.index = index ?? .sqlite(path: indexPath)
         configuration.pipeline.batchDelay = .milliseconds(20)
         return configuration
     }

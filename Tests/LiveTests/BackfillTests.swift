@@ -33,16 +33,23 @@ import Testing
         return (missing, extra, stale, expected.count)
     }
 
-    @Test(arguments: LiveServer.all)
-    func backfillUnderAHeavyWorkloadEqualsTheSourceAndHoldsNoLongTransactions(server: LiveServer) async throws {
-        try await withDatabase(on: server) { db in
+    /// Both servers with SQLite, and pgvector in the PostgreSQL 18 source.
+    static let workloadCases = LiveCase.all.filter { $0.index != .pgvectorElsewhere }
+
+    @Test(arguments: workloadCases)
+    func backfillUnderAHeavyWorkloadEqualsTheSourceAndHoldsNoLongTransactions(live: LiveCase) async throws {
+        let directory = NSTemporaryDirectory() + "tidemark-backfill-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await withDatabase(live, directory: directory) { db, index in
             let rows = 200_000
             try await db.exec("""
                 CREATE TABLE items (id int PRIMARY KEY, title text NOT NULL, body text);
                 INSERT INTO items SELECT g, 'item ' || g, 'body ' || g FROM generate_series(1, \(rows)) g;
                 ANALYZE items;
                 """)
-            var configuration = db.agentConfiguration(entities: [.init(name: "item", table: TableName(schema: "public", name: "items"), content: "{{title}}: {{body}}")])
+            var configuration = db.agentConfiguration(
+                entities: [.init(name: "item", table: TableName(schema: "public", name: "items"), content: "{{title}}: {{body}}")], index: index.index)
             configuration.backfill.chunkDuration = .milliseconds(100)
             let stop = Shared(false)
             let longest = Shared(0.0)
@@ -77,11 +84,13 @@ import Testing
                 let watcher = Task {
                     let connection = try await PostgresConnection.connect(db.url, logger: testLogger)
                     while !stop.value.withLock({ $0 }) {
+                        // The build of a pgvector index in the source database, after the load, is
+                        // not the backfill's (Docs/pipeline.md says what it costs).
                         let row = try await connection.query("""
                             SELECT extract(epoch FROM clock_timestamp() - xact_start)::text, application_name || ': ' || left(query, 120)
                               FROM pg_stat_activity
                              WHERE datname = current_database() AND application_name LIKE 'tidemark%' AND pid <> pg_backend_pid()
-                               AND xact_start IS NOT NULL
+                               AND application_name <> 'tidemark-index-build' AND xact_start IS NOT NULL
                              ORDER BY xact_start LIMIT 1
                             """).rows.first
                         let age = row?.first.flatMap { $0.flatMap(Double.init) } ?? 0
@@ -112,27 +121,27 @@ import Testing
         }
     }
 
-    @Test(arguments: LiveServer.first)
-    func sigkillMidBackfillResumesAtTheLastChunk(server: LiveServer) async throws {
+    @Test(arguments: LiveCase.eachStore)
+    func sigkillMidBackfillResumesAtTheLastChunk(live: LiveCase) async throws {
         let binary = try #require(TidemarkBinary.path, "build the tidemark executable first (swift build)")
-        try await withDatabase(on: server) { db in
+        let directory = NSTemporaryDirectory() + "tidemark-resume-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await withDatabase(live, directory: directory) { db, index in
             try await db.exec("""
                 CREATE TABLE items (id int PRIMARY KEY, title text NOT NULL);
                 INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100000) g;
                 ANALYZE items;
                 """)
-            let directory = NSTemporaryDirectory() + "tidemark-resume-\(UUID().uuidString)"
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: directory) }
             let configPath = directory + "/tidemark.yml"
             try """
                 source: { url: "\(db.url)", slot: \(db.name), heartbeat_interval: 200ms }
-                index: { kind: sqlite, path: "\(directory)/index.db" }
+                \(index.yaml)
                 backfill: { chunk_duration: 50ms }
                 entities:
                   item: { table: public.items, content: "{{title}}" }
                 """.write(toFile: configPath, atomically: true, encoding: .utf8)
-            let store = try SQLiteIndexStore(configuration: .init(path: directory + "/index.db"), logger: testLogger)
+            let store = try await index.open()
 
             let first = try AgentProcess(binary: binary, config: configPath, log: directory + "/first.log", level: "info")
             var before: JobRecord?
