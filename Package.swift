@@ -145,7 +145,7 @@ let package = Package(
         ),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
-        .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),
+        .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IndexingTests", dependencies: ["Indexing", "Embedding", "Capture"]),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Indexing", "Embedding", "Capture"]),
         .testTarget(
