@@ -95,39 +95,51 @@ struct BytePairModel: Sendable {
     /// Merges `symbols` in place until no adjacent pair has a merge.
     private func merge(_ symbols: inout [Int32]) {
         let count = symbols.count
-        var next = [Int32](unsafeUninitializedCapacity: count) { buffer, initialized in
-            for index in 0..<count { buffer[index] = index + 1 < count ? Int32(index + 1) : -1 }
-            initialized = count
+        // Linked list of symbols: next/previous index, -1 at the ends; a merged-away symbol is dead.
+        let links = UnsafeMutablePointer<Int32>.allocate(capacity: 2 * count)
+        defer { links.deallocate() }
+        let next = links
+        let previous = links + count
+        for index in 0..<count {
+            next[index] = index + 1 < count ? Int32(index + 1) : -1
+            previous[index] = Int32(index - 1)
         }
-        var previous = [Int32](unsafeUninitializedCapacity: count) { buffer, initialized in
-            for index in 0..<count { buffer[index] = Int32(index - 1) }
-            initialized = count
-        }
-        var alive = [Bool](repeating: true, count: count)
-        var queue = MergeQueue(capacity: count * 2)
-        for position in 0..<(count - 1) {
-            if let merge = merges.merge(symbols[position], symbols[position + 1]) {
-                queue.push(rank: merge.rank, position: position, merged: merge.merged)
+        let alive = UnsafeMutablePointer<Bool>.allocate(capacity: count)
+        defer { alive.deallocate() }
+        alive.initialize(repeating: true, count: count)
+        // n − 1 initial pairs, then at most two new pairs per merge, and at most n − 1 merges.
+        var queue = MergeQueue(capacity: 3 * count)
+        symbols.withUnsafeMutableBufferPointer { symbols in
+            for position in 0..<(count - 1) {
+                let left = symbols[position]
+                let right = symbols[position + 1]
+                if let merge = merges.merge(left, right) {
+                    queue.append(.init(order: Self.order(merge.rank, position), left: left, right: right, merged: merge.merged))
+                }
             }
-        }
-        while let top = queue.pop() {
-            let position = top.position
-            guard alive[position] else { continue }
-            let right = Int(next[position])
-            guard right >= 0 else { continue }
-            // An entry is stale when either symbol has merged since it was queued.
-            guard let current = merges.merge(symbols[position], symbols[right]), current.merged == top.merged else { continue }
-            symbols[position] = top.merged
-            alive[right] = false
-            let afterRight = Int(next[right])
-            next[position] = Int32(afterRight)
-            if afterRight >= 0 { previous[afterRight] = Int32(position) }
-            let before = Int(previous[position])
-            if before >= 0, let merge = merges.merge(symbols[before], symbols[position]) {
-                queue.push(rank: merge.rank, position: before, merged: merge.merged)
-            }
-            if afterRight >= 0, let merge = merges.merge(symbols[position], symbols[afterRight]) {
-                queue.push(rank: merge.rank, position: position, merged: merge.merged)
+            queue.heapify()
+            while let top = queue.pop() {
+                let position = top.position
+                guard alive[position] else { continue }
+                let right = Int(next[position])
+                guard right >= 0 else { continue }
+                // An entry is stale when either symbol has merged since it was queued. As in the
+                // reference, it still applies when the pair now there merges into the same token.
+                if symbols[position] != top.left || symbols[right] != top.right {
+                    guard let current = merges.merge(symbols[position], symbols[right]), current.merged == top.merged else { continue }
+                }
+                symbols[position] = top.merged
+                alive[right] = false
+                let afterRight = Int(next[right])
+                next[position] = Int32(afterRight)
+                if afterRight >= 0 { previous[afterRight] = Int32(position) }
+                let before = Int(previous[position])
+                if before >= 0, let merge = merges.merge(symbols[before], top.merged) {
+                    queue.push(.init(order: Self.order(merge.rank, before), left: symbols[before], right: top.merged, merged: merge.merged))
+                }
+                if afterRight >= 0, let merge = merges.merge(top.merged, symbols[afterRight]) {
+                    queue.push(.init(order: Self.order(merge.rank, position), left: top.merged, right: symbols[afterRight], merged: merge.merged))
+                }
             }
         }
         var kept = 0
@@ -136,5 +148,9 @@ struct BytePairModel: Sendable {
             kept += 1
         }
         symbols.removeLast(count - kept)
+    }
+
+    private static func order(_ rank: UInt32, _ position: Int) -> UInt64 {
+        UInt64(rank) << 32 | UInt64(UInt32(truncatingIfNeeded: position))
     }
 }
