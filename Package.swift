@@ -143,6 +143,16 @@ let package = Package(
             ],
             path: "Benchmarks/BackfillBenchmark"
         ),
+        .executableTarget(
+            name: "EmbeddingBenchmark",
+            dependencies: [
+                "BenchmarkSupport",
+                "Embedding",
+                "Postgres",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/EmbeddingBenchmark"
+        ),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"], resources: [.copy("Fixtures")]),
