@@ -39,24 +39,22 @@ extension StaticEmbedder {
         return mix(hash ^ mix(tail))
     }
 
+    /// `static:<weights file name>@<8 hex digits>`: the fingerprints of the weights, the tokenizer
+    /// and the tensor name, folded into 32 bits.
+    static func modelID(weights: String, tensor: String?, weightsFingerprint: UInt64, tokenizerFingerprint: UInt64) -> String {
+        var tensorName = tensor ?? ""
+        let tensorFingerprint = tensorName.withUTF8 { fingerprint(UnsafeRawBufferPointer($0), seed: 0x7465_6e73) }
+        let combined = mix(weightsFingerprint ^ mix(tokenizerFingerprint) ^ mix(tensorFingerprint))
+        let hex = String(UInt32(truncatingIfNeeded: combined >> 32), radix: 16)
+        let name = URL(fileURLWithPath: weights).deletingPathExtension().lastPathComponent
+        return "static:\(name)@\(String(repeating: "0", count: 8 - hex.count))\(hex)"
+    }
+
     /// A 64-bit finalizer (splitmix64's): every output bit depends on every input bit.
     static func mix(_ value: UInt64) -> UInt64 {
         var value = value
         value = (value ^ (value >> 30)) &* 0xbf58_476d_1ce4_e5b9
         value = (value ^ (value >> 27)) &* 0x94d0_49bb_1331_11eb
         return value ^ (value >> 31)
-    }
-}
-
-extension String {
-    /// A hash of the text that is the same in every process (`hashValue` is seeded per process).
-    var hashValueStable: UInt64 {
-        var value = self
-        return value.withUTF8 { StaticEmbedder.fingerprint(UnsafeRawBufferPointer($0), seed: 0x7465_6e73) }
-    }
-
-    /// The text padded on the left with zeros to `width` characters.
-    func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

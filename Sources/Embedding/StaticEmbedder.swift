@@ -20,9 +20,10 @@ import Synchronization
 /// - ``tokenCount(_:)`` is the real number of tokens (chunking and cost estimates use it).
 /// - Never fails on an input: every text has a vector.
 public final class StaticEmbedder: Embedder {
+    /// The files this embedder was loaded from.
     public let configuration: Configuration
     /// `static:<weights file name>@<fingerprint of the weights and tokenizer files>`, e.g.
-    /// `static:l2_supercat_256@5b0c3f9e`.
+    /// `static:l2_supercat_256@545578ac`.
     public let model: String
     /// Columns of the matrix (256 for the default model).
     public let dimensions: Int
@@ -77,9 +78,9 @@ public final class StaticEmbedder: Embedder {
         dimensions = matrix.columns
 
         let tokenizerFingerprint = tokenizerBytes.withUnsafeBytes { Self.fingerprint($0, seed: 0x6d61_726b) }
-        let combined = Self.mix(weightsFingerprint ^ Self.mix(tokenizerFingerprint) ^ Self.mix(UInt64(truncatingIfNeeded: (configuration.tensor ?? "").hashValueStable)))
-        let name = URL(fileURLWithPath: configuration.weights).deletingPathExtension().lastPathComponent
-        model = "static:\(name)@\(String(UInt32(truncatingIfNeeded: combined >> 32), radix: 16).leftPadded(to: 8))"
+        model = Self.modelID(
+            weights: configuration.weights, tensor: configuration.tensor, weightsFingerprint: weightsFingerprint,
+            tokenizerFingerprint: tokenizerFingerprint)
 
         let elapsed = ContinuousClock.now - started
         logger.info(
@@ -87,7 +88,7 @@ public final class StaticEmbedder: Embedder {
             metadata: [
                 "embedder.model": "\(model)", "embedder.rows": "\(matrix.rows)", "embedder.dimensions": "\(dimensions)",
                 "embedder.tokenizer": "\(tokenizer.summary)",
-                "embedder.load_ms": "\(Int(Double(elapsed.components.attoseconds) / 1e15) + Int(elapsed.components.seconds) * 1000)",
+                "embedder.load_ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
             ])
     }
 
