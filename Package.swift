@@ -143,9 +143,19 @@ let package = Package(
             ],
             path: "Benchmarks/BackfillBenchmark"
         ),
+        .executableTarget(
+            name: "EmbeddingBenchmark",
+            dependencies: [
+                "BenchmarkSupport",
+                "Embedding",
+                "Postgres",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/EmbeddingBenchmark"
+        ),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
-        .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"]),
+        .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IndexingTests", dependencies: ["Indexing", "Embedding", "Capture"]),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Indexing", "Embedding", "Capture"]),
         .testTarget(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Quickstart: a local PostgreSQL with a demo shop, Tidemark indexing it into SQLite with the built-in
-# embedder, live changes, and searches that reflect them. Everything lives under .quickstart/.
+# Quickstart: a local PostgreSQL with a demo shop, Tidemark indexing it into SQLite with the static
+# embedding model (semantic, offline, in process), live changes, and searches that reflect them.
+# Everything lives under .quickstart/; the model under models/wordllama (fetched once from PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,9 @@ Scripts/pg-servers.sh start
 eval "$(Scripts/pg-servers.sh env)"
 SERVER=$TIDEMARK_TEST_PG15_URL
 DEMO=${SERVER%/*}/tidemark_demo
+
+step "Fetching the static embedding model (wordllama from PyPI, once; no Python package is installed)"
+Scripts/fetch-model.sh
 
 step "Building tidemark"
 swift build --product tidemark 2>&1 | tail -n 1
@@ -31,7 +35,7 @@ index:
   kind: sqlite
   path: .quickstart/tidemark.db
 embedder:
-  kind: builtin
+  kind: static   # models/wordllama/l2_supercat_256.safetensors + its tokenizer (Scripts/fetch-model.sh)
 entities:
   product:
     table: public.products
@@ -57,6 +61,8 @@ for _ in $(seq 1 240); do
 done
 "$TIDEMARK" status --config .quickstart/tidemark.yml --log-level error
 
+step "Search: 'something to keep my coffee hot on the go' (no product says coffee or hot: insulated travel mugs do)"
+"$TIDEMARK" search "something to keep my coffee hot on the go" --entity product -k 5 --config .quickstart/tidemark.yml --log-level error
 step "Search: products for 'waterproof lantern for campers'"
 "$TIDEMARK" search "waterproof lantern for campers" --entity product -k 5 --config .quickstart/tidemark.yml --log-level error
 step "Search: users who 'bake sourdough in Oslo'"

@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 Scripts/pg-servers.sh start
 eval "$(Scripts/pg-servers.sh env)"
 export TIDEMARK_REQUIRE_LIVE=1
+# The static embedder's parity tests need the default model; CI must not skip them.
+Scripts/fetch-model.sh
+export TIDEMARK_REQUIRE_MODEL=1
 
 swift build
 swift test "$@"
