@@ -81,6 +81,9 @@ public final class Agent: Service, Sendable {
             }
         } catch let error as SyncError {
             throw error
+        } catch let error as EmbeddingError {
+            // Its message says what to do already; no second copy as the cause.
+            throw SyncError(.configuration, "embedder: \(error.message)")
         } catch {
             throw SyncError(.configuration, "embedder: \(error)", underlying: error)
         }
