@@ -109,8 +109,9 @@ func main() async throws {
     print("")
     print(String(format: "elapsed %.2f s: %d requests, %d inputs embedded, %d failed, %d retries",
         elapsed, statistics.requests, statistics.inputs, failed, statistics.retries))
-    print(String(format: "  requests/s overall      %7.1f   (allowed %.1f)", Double(requests.count) / elapsed, allowed))
-    print(String(format: "  requests/s steady       %7.1f   = %.1f%% of the allowed rate (after the first window's %d)", steady, steady / allowed * 100, windowLimit))
+    print(String(format: "  requests/s overall      %7.1f   = %.1f%% of the allowed %.1f", Double(requests.count) / elapsed, Double(requests.count) / elapsed / allowed * 100, allowed))
+    // Arrival span after the first window's burst; the last window is partial, so this understates.
+    print(String(format: "  requests/s after burst  %7.1f   (first window's %d excluded)", steady, windowLimit))
     print(String(format: "  inputs/s overall        %7.0f   (allowed %.0f)", Double(statistics.inputs) / elapsed, allowed * Double(options.inputs)))
     print("  busiest 1 s at the server: \(busiest) requests (budget \(windowLimit))")
     print(String(format: "  request latency at the server  p50 %.1f ms   p99 %.1f ms", percentile(requestLatencies, 0.5), percentile(requestLatencies, 0.99)))

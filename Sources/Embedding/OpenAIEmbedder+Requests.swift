@@ -41,7 +41,7 @@ extension OpenAIEmbedder {
             do {
                 outcome = try await exchange(batch.texts, permit: permit)
             } catch {
-                gate.release(permit, tokens: nil, succeeded: true)
+                gate.release(permit, tokens: nil, succeeded: nil)
                 throw error
             }
             switch outcome {

@@ -237,14 +237,15 @@ struct RequestBudget: Sendable {
     }
 
     /// The request of `permit` is over. `tokens`: the provider's count, when it gave one.
-    /// `succeeded`: whether the provider answered (any answer but a failure to retry).
-    mutating func release(_ permit: Permit, tokens counted: Int?, succeeded: Bool, at now: Instant) -> CheckedContinuation<Void, Never>? {
+    /// `succeeded`: whether the provider answered (any answer but a failure to retry); `nil`
+    /// (cancelled before an answer) leaves the failing state as it was.
+    mutating func release(_ permit: Permit, tokens counted: Int?, succeeded: Bool?, at now: Instant) -> CheckedContinuation<Void, Never>? {
         inFlight = max(0, inFlight - 1)
         // One never sent (no connection) is stamped now: it may still have reached the provider.
         requests?.stamp(permit.id, at: now)
         tokens?.stamp(permit.id, at: now)
         if let counted { tokens?.correct(permit.id, units: counted) }
-        failing = !succeeded
+        if let succeeded { failing = !succeeded }
         return wakeHead()
     }
 

@@ -42,8 +42,9 @@ final class RequestGate: Sendable {
     }
 
     /// The request is over. `tokens`: the provider's count if it reported one (corrects the
-    /// estimate in the tokens window); `succeeded`: whether the provider answered.
-    func release(_ permit: RequestBudget.Permit, tokens: Int?, succeeded: Bool) {
+    /// estimate in the tokens window); `succeeded`: whether the provider answered (`nil`: unknown,
+    /// the caller was cancelled).
+    func release(_ permit: RequestBudget.Permit, tokens: Int?, succeeded: Bool?) {
         state.withLock { $0.release(permit, tokens: tokens, succeeded: succeeded, at: .now) }?.resume()
     }
 

@@ -115,6 +115,19 @@ struct OpenAIEmbedderTests {
         }
     }
 
+    @Test func aRequestThatTimesOutIsRetried() async throws {
+        var server = TestEmbeddingServer.Configuration()
+        server.latencyOfRequest = { $0 == 0 ? .seconds(3) : .zero }
+        try await withProvider(server, configure: { $0.timeout = .milliseconds(400) }) { provider, embedder in
+            let started = ContinuousClock.now
+            let vectors = try await embedder.embed(["slow"])
+            #expect(vectors == expectedVectors(["slow"]))
+            #expect(ContinuousClock.now - started < .seconds(2))
+            #expect(embedder.statistics.retries == 1)
+            #expect(provider.requests.count == 2)
+        }
+    }
+
     @Test func boundedAttemptsSurfaceAsUnavailable() async throws {
         try await withProvider(configure: { $0.maxAttempts = 2 }) { provider, embedder in
             provider.failNext(5, status: 503)
