@@ -153,9 +153,32 @@ let package = Package(
             ],
             path: "Benchmarks/EmbeddingBenchmark"
         ),
+        .executableTarget(
+            name: "ProviderBenchmark",
+            dependencies: [
+                "BenchmarkSupport",
+                "Embedding",
+                "TestEmbeddingServer",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/ProviderBenchmark"
+        ),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
-        .testTarget(name: "EmbeddingTests", dependencies: ["Embedding"], resources: [.copy("Fixtures")]),
+        .target(
+            name: "TestEmbeddingServer",
+            dependencies: [
+                "Embedding",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/Support/TestEmbeddingServer"
+        ),
+        .testTarget(
+            name: "EmbeddingTests",
+            dependencies: ["Embedding", "TestEmbeddingServer", .product(name: "Logging", package: "swift-log")],
+            resources: [.copy("Fixtures")]
+        ),
         .testTarget(name: "IndexingTests", dependencies: ["Indexing", "Embedding", "Capture"]),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Indexing", "Embedding", "Capture"]),
         .testTarget(
@@ -167,6 +190,7 @@ let package = Package(
                 "Sync",
                 "Server",
                 "Postgres",
+                "TestEmbeddingServer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]

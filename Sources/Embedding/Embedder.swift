@@ -27,6 +27,9 @@ public protocol Embedder: Sendable {
     var health: EmbedderHealth { get }
     /// Counters since start (for metrics and the status page).
     var statistics: EmbedderStatistics { get }
+    /// Releases what the embedder holds (connections, threads of its HTTP client). Whoever made
+    /// the embedder calls it once, after its last call. The default does nothing.
+    func shutdown() async
 }
 
 /// Whether an embedder's provider is answering.
@@ -71,6 +74,8 @@ extension Embedder {
     public var health: EmbedderHealth { .ok }
 
     public var statistics: EmbedderStatistics { EmbedderStatistics() }
+
+    public func shutdown() async {}
 
     public func embedEach(_ texts: [String]) async throws -> [Result<[Float], EmbeddingError>] {
         try await EmbeddingIsolation.embedEach(texts, using: { try await self.embed($0) }, dimensions: dimensions)

@@ -22,7 +22,7 @@ public struct ConfigurationLoader: Sendable {
         "index": ["kind", "path", "url", "schema"],
         "embedder": [
             "kind", "weights", "tokenizer", "tensor", "url", "model", "dimensions", "send_dimensions", "api_key_env",
-            "api_key_file", "timeout", "max_inputs", "max_input_tokens", "max_request_tokens", "requests_per_minute",
+            "api_key_file", "api_key_header", "timeout", "max_inputs", "max_input_tokens", "max_request_tokens", "requests_per_minute",
             "tokens_per_minute", "concurrency", "max_attempts", "initial_backoff", "max_backoff", "price_per_million_tokens",
         ],
         "chunking": ["max_tokens", "overlap_tokens"],
@@ -289,6 +289,7 @@ public struct ConfigurationLoader: Sendable {
                 openai.pricePerMillionTokens = value
             }
             openai.apiKey = try apiKey(map)
+            openai.apiKeyHeader = try string(map, "embedder.api_key_header", "api_key_header")
             result.openai = openai
         }
         return result

@@ -3,6 +3,7 @@ import ArgumentParser
 import Capture
 import Foundation
 import Indexing
+import Logging
 import Postgres
 import Sync
 
@@ -37,15 +38,7 @@ struct BackfillCommand: AsyncParsableCommand {
         options.requireEntity(entity, in: configuration)
         do {
             if dryRun {
-                let connection = try await PostgresConnection.connect(configuration.source.url, logger: logger)
-                let entities = try await Agent.resolveEntities(configuration, on: connection, logger: logger)
-                guard let mapping = entities.first(where: { $0.name == entity }) else { fail("unknown entity '\(entity)'") }
-                let estimate = try await DryRun.estimate(mapping, ids: ids, embedder: Agent.makeEmbedder(configuration, logger: logger), on: connection)
-                await connection.close()
-                print("entity:               \(entity) ← \(mapping.table)")
-                print("rows:                 \(estimate.rows)\(ids.isEmpty ? "" : " of \(ids.count) ids")")
-                print("estimated tokens:     \(estimate.tokens) (≈ characters / 4, from a sample of \(estimate.sampled) rows)")
-                print("embedding calls:      at most \(estimate.calls) of \(estimate.batchSize) texts; unchanged documents cost none")
+                try await DryRun.report(entity, ids: ids, configuration: configuration, logger: logger)
                 print("nothing was written")
                 return
             }
@@ -214,13 +207,17 @@ enum JobProgress {
 enum DryRun {
     struct Estimate {
         var rows: Int
+        /// Texts to embed: rows, or their chunks when content is longer than chunking.max_tokens.
+        var texts: Int
         var tokens: Int
         var sampled: Int
         var calls: Int
         var batchSize: Int
     }
 
-    static func estimate(_ entity: EntityMapping, ids: [String], embedder: any Embedder, on connection: PostgresConnection) async throws -> Estimate {
+    /// Renders a sample of rows (at most 1000) with the entity's templates, counts their tokens with
+    /// the embedder's `tokenCount` and their chunks, and scales both to the rows.
+    static func estimate(_ entity: EntityMapping, ids: [String], embedder: any Embedder, chunking: AgentConfiguration.Chunking, on connection: PostgresConnection) async throws -> Estimate {
         let columns = entity.selectColumns.map(PostgresConnection.quoteIdentifier).joined(separator: ", ")
         let rows: Int
         if ids.isEmpty {
@@ -230,18 +227,76 @@ enum DryRun {
             rows = ids.count
         }
         let sample = try await connection.query("SELECT \(columns) FROM \(entity.table.quoted) LIMIT 1000")
-        var characters = 0
+        var sampleTexts = 0
+        var sampleTokens = 0
         for row in sample.rows {
             var values: [String: String?] = [:]
             for (index, column) in entity.selectColumns.enumerated() { values[column] = row[index] }
-            let document = try? entity.document(id: "sample", values: values, lsn: .zero)
-            characters += document?.content.count ?? 0
+            guard let document = try? entity.document(id: "sample", values: values, lsn: .zero) else { continue }
+            let chunks = EmbeddingEstimate.chunks(
+                ofTokens: embedder.tokenCount(document.content), maxTokens: chunking.maxTokens, overlapTokens: chunking.overlapTokens)
+            sampleTexts += chunks.count
+            sampleTokens += chunks.tokens
         }
-        let perRow = sample.rows.isEmpty ? 0 : Double(characters) / Double(sample.rows.count)
+        let scale = sample.rows.isEmpty ? 0 : Double(rows) / Double(sample.rows.count)
+        let texts = Int((Double(sampleTexts) * scale).rounded(.up))
         let batch = max(1, embedder.maxBatchSize)
         return Estimate(
-            rows: rows, tokens: Int((perRow / 4 * Double(rows)).rounded(.up)), sampled: sample.rows.count,
-            calls: (rows + batch - 1) / batch, batchSize: batch)
+            rows: rows, texts: texts, tokens: Int((Double(sampleTokens) * scale).rounded(.up)), sampled: sample.rows.count,
+            calls: (texts + batch - 1) / batch, batchSize: batch)
+    }
+
+    /// Prints rows, texts, tokens, and for a provider the requests, the time they take at the
+    /// configured budgets and concurrency (`assumedLatency` a request), and the cost.
+    static func report(_ entityName: String, ids: [String], configuration: AgentConfiguration, assumedLatency: Duration = .milliseconds(500), logger: Logger) async throws {
+        let connection = try await PostgresConnection.connect(configuration.source.url, logger: logger)
+        let entities: [EntityMapping]
+        do {
+            entities = try await Agent.resolveEntities(configuration, on: connection, logger: logger)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        guard let mapping = entities.first(where: { $0.name == entityName }) else {
+            await connection.close()
+            fail("unknown entity '\(entityName)'")
+        }
+        let embedder = try Agent.makeEmbedder(configuration, logger: logger)
+        let estimate: Estimate
+        do {
+            estimate = try await DryRun.estimate(mapping, ids: ids, embedder: embedder, chunking: configuration.chunking, on: connection)
+        } catch {
+            await embedder.shutdown()
+            await connection.close()
+            throw error
+        }
+        await embedder.shutdown()
+        await connection.close()
+        let chunking = configuration.chunking
+        print("entity:               \(entityName) ← \(mapping.table)")
+        print("rows:                 \(estimate.rows)\(ids.isEmpty ? "" : " of \(ids.count) ids")")
+        print("texts:                \(estimate.texts)\(estimate.texts > estimate.rows ? " (content over \(chunking.maxTokens) tokens is cut into chunks overlapping by \(chunking.overlapTokens))" : "")")
+        print("estimated tokens:     \(estimate.tokens) (the embedder's estimate, from a sample of \(estimate.sampled) rows)")
+        guard let provider = configuration.embedder.openai, configuration.embedder.kind == .openai else {
+            print("embedder:             \(configuration.embedder.kind.rawValue) \(embedder.model) runs locally: no provider requests, no cost")
+            print("embedding calls:      at most \(estimate.calls) of \(estimate.batchSize) texts; unchanged documents cost none")
+            return
+        }
+        let cost = EmbeddingEstimate(rows: estimate.rows, texts: estimate.texts, tokens: estimate.tokens, configuration: provider, assumedLatency: assumedLatency)
+        func perMinute(_ value: Int?) -> String { value.map { "\($0)/min" } ?? "unlimited" }
+        print("embedder:             openai-compatible \(provider.model)")
+        print("requests:             \(cost.requests) of up to \(cost.inputsPerRequest) texts (max_inputs \(provider.maxInputs), max_request_tokens \(provider.maxRequestTokens))")
+        print("time at the budgets:  \(JobProgress.duration(cost.duration.secondsValue)) (bound by \(cost.limit.rawValue); requests_per_minute \(perMinute(provider.requestsPerMinute)), tokens_per_minute \(perMinute(provider.tokensPerMinute)), concurrency \(provider.concurrency) at an assumed \(Int(assumedLatency.secondsValue * 1_000)) ms a request; retries not counted)")
+        if let dollars = cost.cost {
+            print("cost:                 $\(String(format: dollars < 1 ? "%.4f" : "%.2f", dollars)) at $\(provider.pricePerMillionTokens ?? 0) per million tokens")
+        } else {
+            print("cost:                 unknown: set embedder.price_per_million_tokens (e.g. 0.02 for text-embedding-3-small)")
+        }
+        print("unchanged documents cost none: a document is embedded again only when its content or the model changes")
     }
 }
 
+extension Duration {
+    /// The duration in seconds, as a floating-point number.
+    var secondsValue: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
