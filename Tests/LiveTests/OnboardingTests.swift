@@ -38,7 +38,7 @@ import Testing
             let products = try #require(configuration.entities.last)
             #expect(products.content == "{{name}}\n{{description}}")
             #expect(products.metadata == ["price", "in_stock"])
-            #expect(configuration.entities[0].content == "{{full_name}}\n{{notes}}")
+            #expect(configuration.entities[0].content == "{{email}}\n{{full_name}}\n{{notes}}")
             configuration.source.slot = db.name
             try await withAgent(configuration) { (_: Agent, store: any IndexStore) async throws -> Void in
                 let products = try await store.count(entity: "products")
@@ -46,7 +46,7 @@ import Testing
                 let document = try await store.document(entity: "products", id: "4")
                 #expect(products == 20)
                 #expect(contacts == 1)
-                #expect(document?.metadata["in_stock"] == "true")
+                #expect(document?.metadata["in_stock"] == "t")
             }
         }
     }
@@ -77,7 +77,7 @@ import Testing
             #expect(queued.status == 0, "\(queued.error)")
             let id = try #require(queued.output.split(separator: " ").dropFirst().first.map(String.init), "\(queued.output)")
             let job = try #require(try await api.store.job(id), "the job is in the agent's index: \(queued.output)")
-            #expect(job.kind == .ids && job.ids == ["1", "2"] && job.status == .completed)
+            #expect(job.kind == .ids && job.estimatedTotal == 2 && job.status == .completed, "\(job)")
             #expect(!FileManager.default.fileExists(atPath: directory + "/elsewhere.db"), "the command did not open its own index")
             let paused = try Self.run(binary, ["job", id, "pause", "--config", path], environment: environment)
             #expect(paused.status != 0 && paused.error.contains("only queued, running or paused"), "\(paused.error)")
