@@ -16,6 +16,6 @@ python3 -c 'import selenium' 2>/dev/null || python3 -m pip install -q selenium
 . Scripts/api-fixture.sh
 trap fixture_stop EXIT
 # Enough articles that a backfill takes a few seconds, so its progress can be watched.
-fixture_start browser "${TIDEMARK_BROWSER_ARTICLES:-300000}"
+fixture_start browser "${TIDEMARK_BROWSER_ARTICLES:-100000}"
 python3 Tests/Browser/admin_page_test.py --url "$API_URL" --entity article --search-entity product \
     --query "waterproof lantern" --screenshots "${TIDEMARK_SCREENSHOTS:-Docs}"

@@ -142,7 +142,7 @@ function renderStatus(status) {
   if (r) {
     $("lag-bytes").textContent = bytes(r.lag_bytes); meter($("lag-bytes-meter"), r.lag_bytes, 1 << 30);
     $("lag-seconds").textContent = seconds(r.lag_seconds); meter($("lag-seconds-meter"), r.lag_seconds, 300);
-    $("wal-retained").textContent = bytes(r.retained_bytes); meter($("wal-meter"), r.retained_bytes, 16 << 30);
+    $("wal-retained").textContent = bytes(r.retained_bytes); meter($("wal-meter"), r.retained_bytes, 16 * 1024 * 1024 * 1024);
     $("slot-line").textContent = "slot " + r.slot + (r.exists ? (r.active ? " (streaming)" : " (inactive)") : " (missing)") + " · WAL status " + (r.wal_status || "–") + " · confirmed " + (r.confirmed_lsn || "–") + " · server " + r.server_lsn;
   } else {
     $("slot-line").innerHTML = '<span class="error">' + esc(status.source_error || "source unreachable") + "</span>";
