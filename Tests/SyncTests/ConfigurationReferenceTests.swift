@@ -33,7 +33,7 @@ import Testing
         for key in expected.sorted() {
             let row = try #require(documented[key], "Docs/configuration.md does not document \(key)")
             let path = key.split(separator: ".").map { $0 == "<name>" ? "<NAME>" : String($0) }
-            let variable = ConfigurationLoader.variableName(path).replacingOccurrences(of: "_<NAME>_", with: "_<NAME>_")
+            let variable = ConfigurationLoader.variableName(path)
             #expect(row.contains("`\(variable)`"), "\(key): the row must name \(variable)")
         }
         for key in documented.keys.sorted() where !expected.contains(key) {
