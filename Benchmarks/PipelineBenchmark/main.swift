@@ -4,14 +4,23 @@
 //
 //   swift run -c release PipelineBenchmark --source postgres://postgres@127.0.0.1:54315/postgres \
 //       --bin /usr/lib/postgresql/15/bin [--inserts 200000] [--updates 100000] [--rate 1000] [--seconds 20]
+//       [--api on|off] [--status-rate 100]
+//
+// With `--api on` the agent runs as `tidemark run` does: with its API server and metrics, scraped
+// once a second (`/metrics`, `/api/status`) during the throughput phase, and `/api/status` is
+// loaded at `--status-rate` requests/s during the latency phase (its p50/p99 are reported).
+import AsyncHTTPClient
 import BenchmarkSupport
 import Capture
 import Foundation
 import Indexing
 import Logging
 import Postgres
+import Prometheus
+import Server
 import ServiceLifecycle
 import Sync
+import Synchronization
 
 struct Options {
     var source = ProcessInfo.processInfo.environment["TIDEMARK_TEST_PG15_URL"] ?? "postgres://postgres@127.0.0.1:54315/postgres"
@@ -20,9 +29,14 @@ struct Options {
     var updates = 100_000
     var rate = 1_000
     var seconds = 20
+    var api = false
+    var statusRate = 100
 
     init(_ arguments: [String]) throws {
-        let values = try BenchmarkSupport.options(arguments, known: ["--source", "--bin", "--inserts", "--updates", "--rate", "--seconds"])
+        let values = try BenchmarkSupport.options(
+            arguments, known: ["--source", "--bin", "--inserts", "--updates", "--rate", "--seconds", "--api", "--status-rate"])
+        api = values["--api"] == "on"
+        statusRate = values["--status-rate"].flatMap { Int($0) } ?? statusRate
         source = values["--source"] ?? source
         bin = values["--bin"] ?? bin
         inserts = values["--inserts"].flatMap { Int($0) } ?? inserts
@@ -44,20 +58,71 @@ func waitForCheckpoint(_ store: SQLiteIndexStore, _ target: LSN) async throws {
     }
 }
 
-/// Runs the agent until `body` returns, then shuts it down gracefully.
+/// Whether the agent runs with its API and metrics (`--api on`), set once in `main`.
+nonisolated(unsafe) var apiEnabled = false
+/// The API's base URL while an agent runs with it.
+nonisolated(unsafe) var apiBaseURL = ""
+
+/// Runs the agent until `body` returns, then shuts it down gracefully. With the API on, as
+/// `tidemark run` wires it: metrics observer, API server in the same group.
 func withAgent(_ configuration: AgentConfiguration, logger: Logger, _ body: (Agent) async throws -> Void) async throws {
-    let agent = Agent(configuration: configuration, logger: logger)
-    let group = ServiceGroup(configuration: .init(services: [agent], logger: logger))
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+    let agent: Agent
+    var server: APIServer?
+    if apiEnabled {
+        let registry = PrometheusCollectorRegistry()
+        var metricsConfiguration = MetricsRecorder.Configuration()
+        metricsConfiguration.factory = MetricsRecorder.prometheusFactory(registry: registry)
+        let metrics = MetricsRecorder(configuration: metricsConfiguration)
+        agent = Agent(configuration: configuration, logger: logger, observer: { metrics.observe($0) })
+        var serverConfiguration = APIServer.Configuration()
+        serverConfiguration.port = 0
+        serverConfiguration.registry = registry
+        let api = APIServer(configuration: serverConfiguration, agent: agent, metrics: metrics, logger: logger)
+        server = api
+        services.append(.init(service: api))
+    } else {
+        agent = Agent(configuration: configuration, logger: logger)
+    }
+    services.append(.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup))
+    let group = ServiceGroup(configuration: .init(services: services, logger: logger))
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
+        if let server, let port = await server.waitUntilBound() { apiBaseURL = "http://127.0.0.1:\(port)" }
         try await body(agent)
         await group.triggerGracefulShutdown()
         try await tasks.waitForAll()
     }
 }
 
+/// The `/api/status` load of the latency phase: when to stop, and what it measured.
+final class StatusLoad: Sendable {
+    let done = Mutex(false)
+    let times = Mutex<[Double]>([])
+    let errors = Mutex(0)
+}
+
+/// GET `path` on the running agent's API; returns the seconds it took.
+func timedGet(_ path: String) async throws -> Double {
+    let started = ContinuousClock.now
+    let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: apiBaseURL + path), timeout: .seconds(10))
+    _ = try await response.body.collect(upTo: 16 << 20)
+    guard response.status == .ok else { throw BenchmarkError("GET \(path) answered \(response.status.code)") }
+    return (ContinuousClock.now - started).seconds
+}
+
+/// What a Prometheus server and an open dashboard do: `/metrics` and `/api/status` once a second.
+func scrape() async {
+    while !Task.isCancelled {
+        _ = try? await timedGet("/metrics")
+        _ = try? await timedGet("/api/status")
+        try? await Task.sleep(for: .seconds(1))
+    }
+}
+
 func main() async throws {
     let options = try Options(CommandLine.arguments)
+    apiEnabled = options.api
     var logger = Logger(label: "bench")
     logger.logLevel = .error
     let (url, version) = try await BenchmarkSupport.recreateDatabase("tidemark_pipeline_bench", source: options.source, logger: logger)
@@ -87,6 +152,7 @@ func main() async throws {
     try await db.query("SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput')")
 
     // 2. The workload, written while the agent is stopped: both consumers then read the same WAL.
+    print("API and metrics: \(options.api ? "on (scraped every second)" : "off")")
     print("server: PostgreSQL \(version); workload: \(options.inserts) inserts + \(options.updates) content updates, 1000 rows per transaction")
     try await db.simpleQuery("""
         DO $$ BEGIN
@@ -113,8 +179,12 @@ func main() async throws {
     var statistics = Pipeline.Statistics()
     try await withAgent(configuration, logger: logger) { agent in
         let started = ContinuousClock.now
-        try await waitForCheckpoint(store, end)
-        agentSeconds = (ContinuousClock.now - started).seconds
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if options.api { group.addTask { await scrape() } }
+            try await waitForCheckpoint(store, end)
+            agentSeconds = (ContinuousClock.now - started).seconds
+            group.cancelAll()
+        }
         statistics = agent.statistics
     }
     let documents = try await store.count(entity: "item")
@@ -129,9 +199,31 @@ func main() async throws {
     let rowsPerTransaction = 10
     let interval = Duration.milliseconds(1000 * rowsPerTransaction / max(1, options.rate))
     var latency = LatencyHistogram()
+    let statusLoad = StatusLoad()
     try await withAgent(configuration, logger: logger) { agent in
         try await waitForCheckpoint(store, try await insertLSN(db))
         let baseline = agent.statistics.latency.count
+        let load = Task {
+            // Open loop: requests start on schedule whether or not earlier ones have answered.
+            guard options.api else { return }
+            let spacing = Duration.microseconds(1_000_000 / Int64(max(1, options.statusRate)))
+            var next = ContinuousClock.now
+            await withTaskGroup(of: Void.self) { group in
+                while !statusLoad.done.withLock({ $0 }) {
+                    group.addTask {
+                        do {
+                            let seconds = try await timedGet("/api/status")
+                            statusLoad.times.withLock { $0.append(seconds) }
+                        } catch {
+                            statusLoad.errors.withLock { $0 += 1 }
+                        }
+                    }
+                    next += spacing
+                    try? await Task.sleep(until: next)
+                }
+            }
+        }
+        defer { statusLoad.done.withLock { $0 = true } }
         var nextID = options.inserts + 1
         let deadline = ContinuousClock.now + .seconds(options.seconds)
         var tick = ContinuousClock.now
@@ -150,6 +242,8 @@ func main() async throws {
             let now = ContinuousClock.now
             if tick > now { try await Task.sleep(until: tick) }
         }
+        statusLoad.done.withLock { $0 = true }
+        await load.value
         try await waitForCheckpoint(store, try await insertLSN(db))
         latency = agent.statistics.latency
         _ = baseline
@@ -158,6 +252,14 @@ func main() async throws {
     print("commit → searchable latency at \(options.rate) changes/s for \(options.seconds) s (\(latency.count) transactions)")
     print(String(format: "  p50 %.1f ms   p90 %.1f ms   p99 %.1f ms   max %.1f ms",
                  latency.percentile(0.5), latency.percentile(0.9), latency.percentile(0.99), latency.maximum))
+    if options.api {
+        let times = statusLoad.times.withLock { $0 }.sorted()
+        func percentile(_ fraction: Double) -> Double {
+            times.isEmpty ? 0 : times[min(times.count - 1, Int((fraction * Double(times.count)).rounded(.up)) - 1)] * 1000
+        }
+        print(String(format: "GET /api/status at %d requests/s during that phase: %d requests, %d errors, p50 %.2f ms, p99 %.2f ms, max %.2f ms",
+                     options.statusRate, times.count, statusLoad.errors.withLock { $0 }, percentile(0.5), percentile(0.99), (times.last ?? 0) * 1000))
+    }
     print(String(format: "peak RSS of the process (agent and driver): %.1f MB", BenchmarkSupport.peakRSSMegabytes()))
 
     await db.close()

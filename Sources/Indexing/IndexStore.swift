@@ -94,6 +94,9 @@ public protocol IndexStore: Sendable {
     func search(entity: String, vector: [Float], k: Int, filter: [String: String]) async throws -> [SearchHit]
     /// Every document of `entity`, ordered by id, in pages.
     func export(entity: String, after: String?, limit: Int) async throws -> [ExportedDocument]
+    /// One document of `entity` (active generation) by id, `nil` when there is none. A default
+    /// implementation pages through ``export(entity:after:limit:)``; stores override it with a lookup.
+    func document(entity: String, id: String) async throws -> ExportedDocument?
     /// Number of documents of `entity`.
     func count(entity: String) async throws -> Int
     /// Dead letters, optionally of one entity.
@@ -134,6 +137,16 @@ public protocol IndexStore: Sendable {
 
 extension IndexStore {
     public func ensureSearchIndex(entity: String, dimensions: Int) async throws {}
+
+    public func document(entity: String, id: String) async throws -> ExportedDocument? {
+        var after: String?
+        while true {
+            let page = try await export(entity: entity, after: after, limit: 1_000)
+            if let found = page.first(where: { $0.id == id }) { return found }
+            guard let last = page.last else { return nil }
+            after = last.id
+        }
+    }
 
     /// Every job, newest first.
     public func jobs() async throws -> [JobRecord] { try await jobs(entity: nil) }

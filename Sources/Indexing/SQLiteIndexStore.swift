@@ -552,6 +552,20 @@ public final class SQLiteIndexStore: IndexStore {
         }
     }
 
+    public func document(entity: String, id: String) async throws -> ExportedDocument? {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(
+                db,
+                sql: "SELECT id, content, content_hash, metadata, model, lsn FROM documents WHERE entity = ? AND \(Self.activeGeneration) AND id = ?",
+                arguments: [entity, entity, id])
+            else { return nil }
+            let lsn: Int64 = row[5]
+            return ExportedDocument(
+                id: row[0], content: row[1], contentHash: row[2], metadata: Self.decodeJSON(row[3]), model: row[4],
+                lsn: LSN(UInt64(bitPattern: lsn)).description)
+        }
+    }
+
     public func count(entity: String) async throws -> Int {
         try await pool.read { db in
             try Int.fetchOne(db, sql: "SELECT count(*) FROM documents WHERE entity = ? AND \(Self.activeGeneration)", arguments: [entity, entity]) ?? 0

@@ -38,12 +38,33 @@ public final class Agent: Service, Sendable {
     /// The reader of the current run, so the pipeline can confirm durable positions to it.
     private let currentReader = Mutex<ReplicationReader?>(nil)
 
-    /// - Parameter embedder: overrides the configured embedder (tests wrap one to count calls).
-    public init(configuration: AgentConfiguration, logger: Logger, embedder: (any Embedder)? = nil) {
+    /// Told about every batch the pipeline applies (the metrics endpoint counts changes with it).
+    private let observer: (@Sendable (AppliedBatchReport) -> Void)?
+    private let runtimeState = Mutex<Runtime?>(nil)
+
+    /// What the running agent works with, for the HTTP API: available once the store is open and
+    /// the entities are resolved, `nil` before.
+    public struct Runtime: Sendable {
+        public var store: any IndexStore
+        public var embedder: any Embedder
+        public var entities: [EntityMapping]
+    }
+
+    /// - Parameters:
+    ///   - embedder: overrides the configured embedder (tests wrap one to count calls).
+    ///   - observer: called after each batch the pipeline applies, on its apply task (keep it quick).
+    public init(
+        configuration: AgentConfiguration, logger: Logger, embedder: (any Embedder)? = nil,
+        observer: (@Sendable (AppliedBatchReport) -> Void)? = nil
+    ) {
         self.configuration = configuration
         self.logger = logger
         self.embedderOverride = embedder
+        self.observer = observer
     }
+
+    /// The store, embedder and entities of the running agent; `nil` until they are ready.
+    public var runtime: Runtime? { runtimeState.withLock { $0 } }
 
     /// The pipeline's counters (zero before streaming starts).
     public var statistics: Pipeline.Statistics {
@@ -120,6 +141,7 @@ public final class Agent: Service, Sendable {
         let embedder = try embedderOverride ?? Self.makeEmbedder(configuration, logger: logger)
         let entities = try await Self.resolveEntities(configuration, on: connection, logger: logger)
         let store = try await Self.openStore(configuration, logger: logger)
+        runtimeState.withLock { $0 = Runtime(store: store, embedder: embedder, entities: entities) }
         let rowSource = RowSource(url: source.url, logger: logger)
         var pipelineConfiguration = Pipeline.Configuration()
         pipelineConfiguration.batchSize = configuration.pipeline.batchSize
@@ -135,7 +157,7 @@ public final class Agent: Service, Sendable {
             onDurable: { [weak self] checkpoint in
                 self?.currentReader.withLock { $0 }?.confirm(checkpoint)
                 self?.progress.withLock { $0.checkpoint = checkpoint }
-            })
+            }, observer: observer)
         pipelineStatistics.withLock { $0 = pipeline }
         let partitions = try await PartitionMap.load(Array(Set(entities.map(\.table))).sorted(), on: connection)
         partitionMap.withLock { $0 = partitions }

@@ -104,6 +104,8 @@ public struct AgentConfiguration: Sendable {
     public var chunking = Chunking()
     public var pipeline = Pipeline()
     public var backfill = Backfill()
+    /// The HTTP API, admin page and metrics endpoint (``API``).
+    public var api = API()
     /// Sorted by name.
     public var entities: [Entity]
 

@@ -28,6 +28,7 @@ public struct ConfigurationLoader: Sendable {
         "chunking": ["max_tokens", "overlap_tokens"],
         "pipeline": ["batch_size", "batch_bytes", "batch_delay", "embedding_concurrency"],
         "backfill": ["max_concurrent", "chunk_duration", "max_chunk_bytes"],
+        "api": ["enabled", "listen", "token_env", "token_file", "ready_max_lag", "ready_max_lag_bytes"],
     ]
     static let entityKeys: Set<String> = ["table", "content", "metadata", "key"]
 
@@ -56,7 +57,7 @@ public struct ConfigurationLoader: Sendable {
                 throw SyncError(.configuration, "\(origin) is not valid YAML: \(ConnectionString.redacted("\(error)"))")
             }
             guard let mapping = loaded as? [String: Any] else {
-                throw SyncError(.configuration, "\(origin) must be a mapping with keys source, index, embedder, chunking, pipeline, backfill, entities")
+                throw SyncError(.configuration, "\(origin) must be a mapping with keys source, index, embedder, chunking, pipeline, backfill, api, entities")
             }
             root = mapping
         }
@@ -231,7 +232,48 @@ public struct ConfigurationLoader: Sendable {
             guard bytes > 0 else { throw SyncError(.configuration, "backfill.max_chunk_bytes must be positive") }
             configuration.backfill.maxChunkBytes = bytes
         }
+        configuration.api = try api(root["api"] as? [String: Any] ?? [:])
         return configuration
+    }
+
+    private func api(_ map: [String: Any]) throws(SyncError) -> AgentConfiguration.API {
+        var api = AgentConfiguration.API()
+        if let enabled = try boolean(map, "api.enabled", "enabled") { api.enabled = enabled }
+        if let listen = try string(map, "api.listen", "listen") {
+            guard let parsed = AgentConfiguration.API.parseListen(listen) else {
+                throw SyncError(.configuration, "api.listen: '\(listen)' is not host:port; use e.g. 127.0.0.1:7601, [::1]:7601 or 0.0.0.0:7601")
+            }
+            (api.host, api.port) = parsed
+        }
+        if let lag = try duration(map, "api.ready_max_lag", "ready_max_lag") { api.readyMaxLag = lag }
+        if let bytes = try integer(map, "api.ready_max_lag_bytes", "ready_max_lag_bytes") {
+            guard bytes > 0 else { throw SyncError(.configuration, "api.ready_max_lag_bytes must be positive") }
+            api.readyMaxLagBytes = Int64(bytes)
+        }
+        if let file = try string(map, "api.token_file", "token_file") {
+            let text: String
+            do {
+                text = try String(contentsOfFile: file, encoding: .utf8)
+            } catch {
+                throw SyncError(.configuration, "api.token_file: cannot read \(file): \(error.localizedDescription)")
+            }
+            api.token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard api.token?.isEmpty == false else { throw SyncError(.configuration, "api.token_file: \(file) is empty") }
+        } else if let variable = try string(map, "api.token_env", "token_env") {
+            guard let token = environment[variable]?.trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty else {
+                throw SyncError(.configuration, "api.token_env: the environment variable \(variable) is not set; export it with the API token (e.g. openssl rand -hex 32)")
+            }
+            api.token = token
+        } else if let token = environment["TIDEMARK_API_TOKEN"]?.trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty {
+            api.token = token
+        }
+        if let token = api.token, token.count < 16 {
+            throw SyncError(.configuration, "api: the API token is \(token.count) characters long; use at least 16 (e.g. openssl rand -hex 32)")
+        }
+        if api.enabled && !api.isLoopback && api.token == nil {
+            throw SyncError(.configuration, "api.listen is \(api.listen), reachable from other machines, and no API token is configured: set api.token_env (the name of an environment variable holding the token) or api.token_file, or listen on 127.0.0.1")
+        }
+        return api
     }
 
     private func embedder(_ map: [String: Any]) throws(SyncError) -> AgentConfiguration.Embedder {

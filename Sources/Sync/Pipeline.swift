@@ -107,6 +107,8 @@ public final class Pipeline: Sendable {
         var commitTimes: [Int64]
         var chunkTokens: [String]
     }
+    /// Told about every applied batch (metrics); `nil` costs nothing.
+    private let observer: (@Sendable (AppliedBatchReport) -> Void)?
 
     /// A batch ready to write.
     struct PreparedBatch: Sendable {
@@ -146,8 +148,10 @@ public final class Pipeline: Sendable {
 
     init(
         configuration: Configuration, entities: [EntityMapping], embedder: any Embedder, store: any IndexStore,
-        rowSource: RowSource?, logger: Logger, coordinator: BackfillCoordinator?, onDurable: @escaping @Sendable (LSN) -> Void
+        rowSource: RowSource?, logger: Logger, coordinator: BackfillCoordinator?, onDurable: @escaping @Sendable (LSN) -> Void,
+        observer: (@Sendable (AppliedBatchReport) -> Void)? = nil
     ) {
+        self.observer = observer
         self.coordinator = coordinator
         self.onDurable = onDurable
         self.configuration = configuration
@@ -394,6 +398,7 @@ public final class Pipeline: Sendable {
             next += 1
             var state: [String: String] = [:]
             if let checkpoint = prepared.checkpoint { state["checkpoint"] = checkpoint.description }
+            let applyStarted = ContinuousClock.now
             do {
                 try await applyWithRetry(prepared.work, state: state)
             } catch {
@@ -421,6 +426,7 @@ public final class Pipeline: Sendable {
                 if let checkpoint = prepared.checkpoint { $0.checkpoint = checkpoint }
             }
             if let checkpoint = prepared.checkpoint { onDurable(checkpoint) }
+            if let observer { observer(Self.report(prepared, appliedAt: appliedAt, duration: ContinuousClock.now - applyStarted)) }
             if !prepared.chunkTokens.isEmpty { coordinator?.applied(prepared.chunkTokens) }
             let ready = progress.withLock { progress -> [CheckedContinuation<Void, any Error>] in
                 progress.applied = prepared.sequence
@@ -436,6 +442,20 @@ public final class Pipeline: Sendable {
             }
             for waiter in ready { waiter.resume() }
         }
+    }
+
+    private static func report(_ prepared: PreparedBatch, appliedAt: Int64, duration: Duration) -> AppliedBatchReport {
+        var report = AppliedBatchReport()
+        let work = prepared.work
+        for upsert in work.upserts { report.changes[upsert.document.entity, default: .init()].upserts += 1 }
+        for (entity, ids) in work.deletes { report.changes[entity, default: .init()].deletes += ids.count }
+        for entity in work.truncates { report.changes[entity, default: .init()].truncates += 1 }
+        for letter in work.deadLetters { report.changes[letter.entity, default: .init()].deadLetters += 1 }
+        report.size = work.upserts.count + work.deletes.values.reduce(0) { $0 + $1.count } + work.truncates.count
+        report.applyDuration = duration
+        report.checkpoint = prepared.checkpoint
+        report.latencies = prepared.commitTimes.map { Double(appliedAt - $0) / 1000 }
+        return report
     }
 
     private func submitIfFull() async throws {

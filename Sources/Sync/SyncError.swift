@@ -13,6 +13,12 @@ public struct SyncError: Error, CustomStringConvertible, Sendable {
         public static let initialLoad = Code("initial_load")
         /// Writing to the index kept failing.
         public static let apply = Code("apply")
+        /// A job, entity or document asked for does not exist.
+        public static let notFound = Code("not_found")
+        /// The request conflicts with the current state (a job already finished, a rebuild under way).
+        public static let conflict = Code("conflict")
+        /// The request itself is malformed (an empty id list, contradictory options).
+        public static let invalidRequest = Code("invalid_request")
     }
 
     public var code: Code

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Server
 import Sync
 
 /// Options of commands that read `tidemark.yml`.
@@ -28,6 +29,14 @@ struct ConfigOptions: ParsableArguments {
             fail("unknown log level '\(logLevel)'; use trace, debug, info, notice, warning, error or critical")
         }
         return bootstrapLogging(level)
+    }
+
+    /// A client of the running agent's API when one answers at the configured `api.listen`
+    /// (`nil` otherwise, or when the API is disabled): job commands then go through it.
+    func agentClient(_ configuration: AgentConfiguration, logger: Logger) async -> AgentClient? {
+        guard configuration.api.enabled else { return nil }
+        let client = AgentClient(configuration: .init(api: configuration.api), logger: logger)
+        return await client.isUp(slot: configuration.source.slot, entities: configuration.entities.map(\.name)) ? client : nil
     }
 
     /// Stops with a clear message unless `entity` is configured.

@@ -3,6 +3,7 @@ import Capture
 import Foundation
 import Indexing
 import Postgres
+import Server
 import Sync
 
 /// `tidemark dead-letters`: rows that could not be indexed, and retrying them.
@@ -40,15 +41,25 @@ struct DeadLettersCommand: AsyncParsableCommand {
                 print("no dead letters")
                 return
             }
-            // The running agent executes the retry in stream order (an `ids` job per entity).
-            let jobs = try await DeadLetterRetry.queue(letters, store: store)
+            // The running agent executes the retry in stream order (an `ids` job per entity); through
+            // its API when it answers, else recorded in the store for it.
+            let client = await options.agentClient(configuration, logger: logger)
+            let jobs: [JobRecord]
+            if let client {
+                jobs = try await client.retryDeadLetters(entity: entity)
+            } else {
+                jobs = try await DeadLetterRetry.queue(letters, store: store)
+            }
             for job in jobs {
                 print("queued \(job.id): \(job.ids?.count ?? 0) ids of \(job.entity); the running agent executes it")
             }
             if noWait { return }
             var failed = false
             for job in jobs {
-                let final = try await JobProgress.follow(job.id, store: store)
+                let final = try await JobProgress.follow(job.id, fetch: { id in
+                    if let client { return try await client.job(id) }
+                    return try await store.job(id)
+                })
                 let still = try await store.deadLetters(entity: job.entity).filter { job.ids?.contains($0.id) == true }.count
                 print("\(final.id) \(final.status.rawValue): \(final.processed) rows read, \(still) still failing")
                 failed = failed || final.status != .completed || still > 0

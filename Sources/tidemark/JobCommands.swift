@@ -5,6 +5,7 @@ import Foundation
 import Indexing
 import Logging
 import Postgres
+import Server
 import Sync
 
 /// `tidemark backfill`: queue a backfill (all rows, or some ids) and follow its progress.
@@ -42,21 +43,21 @@ struct BackfillCommand: AsyncParsableCommand {
                 print("nothing was written")
                 return
             }
-            let store = try await Agent.openStore(configuration, logger: logger)
             if rebuild && !ids.isEmpty { fail("--rebuild rebuilds every row; it does not take --ids") }
-            if rebuild, let active = try await Agent.activeRebuild(of: entity, in: store) {
-                // Two rebuilds at once would each drop the other's half-built generation.
-                fail("a rebuild of \(entity) is already \(active.status.rawValue) (\(active.id)); wait for it to finish, or cancel it with: tidemark job \(active.id) cancel")
+            // The running agent's API when it answers (it records the job exactly as below), else the store.
+            let job: JobRecord
+            let fetch: @Sendable (String) async throws -> JobRecord?
+            if let client = await options.agentClient(configuration, logger: logger) {
+                job = try await client.queue(entity: entity, ids: ids, rebuild: rebuild)
+                fetch = { try await client.job($0) }
+            } else {
+                let store = try await Agent.openStore(configuration, logger: logger)
+                job = try await JobOperator(store: store, entities: configuration.entities.map(\.name)).queue(entity: entity, ids: ids, rebuild: rebuild)
+                fetch = { try await store.job($0) }
             }
-            var job = JobRecord(id: JobRecord.newID(), entity: entity, kind: rebuild ? .rebuild : ids.isEmpty ? .backfill : .ids)
-            if !ids.isEmpty {
-                job.ids = ids
-                job.estimatedTotal = ids.count
-            }
-            try await store.saveJob(job)
             print("queued \(job.id) (\(ids.isEmpty ? "all rows" : "\(ids.count) ids") of \(entity)); the running agent executes it")
             if noWait { return }
-            let final = try await JobProgress.follow(job.id, store: store)
+            let final = try await JobProgress.follow(job.id, fetch: fetch)
             print("\(final.id) \(final.status.rawValue): \(final.processed) rows, \(final.failed) failed\(final.lastError.map { ", last error: \($0)" } ?? "")")
             if final.status != .completed { throw ExitCode(1) }
         } catch let exit as ExitCode {
@@ -107,6 +108,9 @@ struct JobCommand: AsyncParsableCommand {
     enum Action: String, ExpressibleByArgument, CaseIterable {
         case show, pause, resume, cancel, rollback
         case retryFailed = "retry-failed"
+
+        /// The shared job action (`nil` for show).
+        var operation: JobOperator.Action? { JobOperator.Action(rawValue: rawValue) }
     }
 
     @OptionGroup var options: ConfigOptions
@@ -121,32 +125,25 @@ struct JobCommand: AsyncParsableCommand {
         let configuration = options.load()
         let logger = options.makeLogger()
         do {
+            if let client = await options.agentClient(configuration, logger: logger) {
+                if let operation = action.operation {
+                    let result = try await client.perform(operation, on: id)
+                    print(result.message)
+                } else {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+                    print(String(decoding: try encoder.encode(try await client.job(id)), as: UTF8.self))
+                }
+                return
+            }
             let store = try await Agent.openStore(configuration, logger: logger)
-            guard let job = try await store.job(id) else { fail("no job \(id); see tidemark jobs") }
-            switch action {
-            case .show:
+            let jobs = JobOperator(store: store, entities: configuration.entities.map(\.name))
+            if let operation = action.operation {
+                print(try await jobs.perform(operation, on: id).message)
+            } else {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-                print(String(decoding: try encoder.encode(job), as: UTF8.self))
-            case .pause, .resume, .cancel:
-                guard job.status.isActive else { fail("\(id) is \(job.status.rawValue); only queued, running or paused jobs can be changed") }
-                let control: JobRecord.Control = action == .pause ? .pause : action == .cancel ? .cancel : .run
-                _ = try await store.setJobControl(id, control)
-                print("\(id): \(action.rawValue) requested; the agent applies it before its next chunk")
-            case .rollback:
-                let rolled = try await RebuildRollback.perform(job, store: store)
-                print("\(id): search for \(job.entity) answers from generation \(rolled.active) again (generation \(job.generation ?? 0) is kept current)")
-            case .retryFailed:
-                let letters = try await store.deadLetters(entity: job.entity).filter { $0.lsn >= (job.sweepBefore ?? .zero) }
-                guard !letters.isEmpty else {
-                    print("\(id) has no failed rows")
-                    return
-                }
-                var retry = JobRecord(id: JobRecord.newID(), entity: job.entity, kind: .ids)
-                retry.ids = letters.map(\.id)
-                retry.estimatedTotal = letters.count
-                try await store.saveJob(retry)
-                print("queued \(retry.id) to retry \(letters.count) failed rows of \(id)")
+                print(String(decoding: try encoder.encode(try await jobs.job(id)), as: UTF8.self))
             }
         } catch {
             fail("\(error)")
@@ -183,11 +180,11 @@ enum JobProgress {
     }
 
     /// Polls the job until it ends; on a terminal draws a progress bar, otherwise prints a line now and then.
-    static func follow(_ id: String, store: any IndexStore) async throws -> JobRecord {
+    static func follow(_ id: String, fetch: (String) async throws -> JobRecord?) async throws -> JobRecord {
         let terminal = isatty(STDERR_FILENO) == 1
         var lastPrinted = ContinuousClock.now - .seconds(60)
         while true {
-            guard let job = try await store.job(id) else { throw ValidationError("job \(id) disappeared") }
+            guard let job = try await fetch(id) else { throw ValidationError("job \(id) disappeared") }
             if terminal {
                 FileHandle.standardError.write(Data(("\r\u{1B}[2K" + bar(job)).utf8))
             } else if ContinuousClock.now - lastPrinted >= .seconds(5) {

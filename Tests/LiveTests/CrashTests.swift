@@ -144,6 +144,7 @@ final class AgentProcess {
     init(binary: String, config: String, log: String? = nil, level: String = "warning") throws {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["run", "--config", config, "--log-level", level]
+        process.environment = TidemarkBinary.environment
         process.standardOutput = FileHandle.nullDevice
         if let log, FileManager.default.createFile(atPath: log, contents: nil), let handle = FileHandle(forWritingAtPath: log) {
             process.standardError = handle

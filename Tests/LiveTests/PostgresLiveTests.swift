@@ -163,10 +163,19 @@ enum TidemarkBinary {
         return nil
     }()
 
+    /// The tests' environment, with the agent's API on a free port unless a test sets one: tests
+    /// run side by side, and a command must never reach another test's agent at the default port.
+    static var environment: [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        if environment["TIDEMARK_API_LISTEN"] == nil { environment["TIDEMARK_API_LISTEN"] = "127.0.0.1:0" }
+        return environment
+    }
+
     static func run(_ binary: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
+        process.environment = TidemarkBinary.environment
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
