@@ -1,7 +1,14 @@
 // Backfill throughput: the agent's initial (watermarked, chunked) backfill of N rows with the built-in
-// embedder into SQLite, beside `COPY (SELECT …) TO STDOUT` of the same rows, in one run.
+// embedder (or the static model) into SQLite or pgvector, beside `COPY (SELECT …) TO STDOUT` of the
+// same rows, in one run.
 //
 //   swift run -c release BackfillBenchmark --source postgres://postgres@127.0.0.1:54315/postgres [--rows 1000000]
+//       [--index sqlite|pgvector] [--hnsw after|before] [--embedder builtin|static]
+//
+// With pgvector (the source must be the PostgreSQL 18 server, whose build has it) the index lives in a
+// database of its own on the same server; `--hnsw after` (the agent's way) builds the HNSW index once
+// the load completed and reports that time too, `--hnsw before` creates it first so every row
+// inserted grows it.
 import BenchmarkSupport
 import Capture
 import Foundation
@@ -14,9 +21,12 @@ import Sync
 func main() async throws {
     var source = ProcessInfo.processInfo.environment["TIDEMARK_TEST_PG15_URL"] ?? "postgres://postgres@127.0.0.1:54315/postgres"
     var rows = 1_000_000
-    let values = try BenchmarkSupport.options(CommandLine.arguments, known: ["--source", "--rows"])
+    let values = try BenchmarkSupport.options(CommandLine.arguments, known: ["--source", "--rows", "--index", "--hnsw", "--embedder"])
     source = values["--source"] ?? source
     rows = values["--rows"].flatMap { Int($0) } ?? rows
+    let indexKind = values["--index"] ?? "sqlite"
+    let hnswBefore = values["--hnsw"] == "before"
+    let embedderKind = values["--embedder"] ?? "builtin"
     var logger = Logger(label: "bench")
     logger.logLevel = .error
     let (url, version) = try await BenchmarkSupport.recreateDatabase("tidemark_backfill_bench", source: source, logger: logger)
@@ -43,12 +53,30 @@ func main() async throws {
         source: .init(url: url),
         entities: [.init(name: "item", table: TableName(schema: "public", name: "items"), content: "{{title}}\n{{body}}", metadata: ["category"])])
     configuration.source.slot = "bench_backfill"
-    configuration.index = .sqlite(path: indexPath)
-    let store = try SQLiteIndexStore(configuration: .init(path: indexPath), logger: logger)
-    let agent = Agent(configuration: configuration, logger: logger)
+    if embedderKind == "static" { configuration.embedder.kind = .static }
+    let embedder = try Agent.makeEmbedder(configuration, logger: logger)
+    let store: any IndexStore
+    var vectorStore: PgVectorIndexStore?
+    switch indexKind {
+    case "sqlite":
+        configuration.index = .sqlite(path: indexPath)
+        store = try SQLiteIndexStore(configuration: .init(path: indexPath), logger: logger)
+    case "pgvector":
+        let (indexURL, _) = try await BenchmarkSupport.recreateDatabase("tidemark_backfill_bench_index", source: source, logger: logger)
+        configuration.index = .pgvector(url: indexURL, schema: "tidemark")
+        let opened = try await PgVectorIndexStore.open(configuration: .init(url: indexURL), logger: logger)
+        if hnswBefore { try await opened.ensureSearchIndex(entity: "item", dimensions: embedder.dimensions) }
+        vectorStore = opened
+        store = opened
+    default:
+        throw BenchmarkError("--index is sqlite or pgvector")
+    }
+    print("index: \(indexKind)\(indexKind == "pgvector" ? (hnswBefore ? ", HNSW index created before the load" : ", HNSW index built after the load") : ""); embedder \(embedder.model)")
+    let agent = Agent(configuration: configuration, logger: logger, embedder: embedder)
     let group = ServiceGroup(configuration: .init(services: [agent], logger: logger))
     var backfillSeconds = 0.0
     var chunks = 0
+    var hnswSeconds = 0.0
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
         let started = ContinuousClock.now
@@ -60,14 +88,35 @@ func main() async throws {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
+        if vectorStore != nil && !hnswBefore {
+            // The agent builds the index once the load completed: wait until it is valid.
+            let name = "chunks_hnsw_" + String(EntityMapping.hash("item\u{1F}\(embedder.dimensions)").prefix(16))
+            let indexStarted = ContinuousClock.now
+            guard case .pgvector(let indexURL, _) = configuration.index else { return }
+            let watcher = try await PostgresConnection.connect(indexURL, logger: logger)
+            while try await watcher.query(
+                "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1 AND i.indisvalid", [name]
+            ).rows.isEmpty {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            await watcher.close()
+            hnswSeconds = (ContinuousClock.now - indexStarted).seconds
+        }
         await group.triggerGracefulShutdown()
         try await tasks.waitForAll()
     }
     let documents = try await store.count(entity: "item")
     print(String(format: "  COPY (SELECT …) TO STDOUT:          %9.0f rows/s  (%.2f s, %.0f MB)", Double(rows) / copySeconds, copySeconds, Double(bytes) / 1e6))
-    print(String(format: "  tidemark backfill (chunks, embed, SQLite): %6.0f rows/s  (%.2f s, %d chunks, %d documents)", Double(rows) / backfillSeconds, backfillSeconds, chunks, documents))
+    print(String(format: "  tidemark backfill (chunks, embed, %@): %6.0f rows/s  (%.2f s, %d chunks, %d documents)", indexKind, Double(rows) / backfillSeconds, backfillSeconds, chunks, documents))
+    if hnswSeconds > 0 {
+        print(String(format: "  HNSW index built after the load:     %.2f s (load + index: %.0f rows/s)", hnswSeconds, Double(rows) / (backfillSeconds + hnswSeconds)))
+    }
     print(String(format: "peak RSS of the process (agent and driver): %.1f MB", BenchmarkSupport.peakRSSMegabytes()))
     await db.close()
+    if let vectorStore {
+        await vectorStore.close()
+        try await BenchmarkSupport.dropDatabase("tidemark_backfill_bench_index", source: source, logger: logger)
+    }
     try await BenchmarkSupport.dropDatabase("tidemark_backfill_bench", source: source, logger: logger)
 }
 

@@ -87,6 +87,10 @@ public actor PostgresConnection {
                 .connectionFailed,
                 "cannot connect to \(ConnectionString.redacted(connectionString)): \(ConnectionString.scrub(message, secretsOf: connectionString))")
         }
+        // libpq writes the server's notices (NOTICE, WARNING) to stderr by default; the caller's
+        // log, not a raw stderr line, is where they belong. They carry nothing a statement's result
+        // does not, so they are dropped.
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
         connection = conn
         logger.debug(
             "connected",
