@@ -25,7 +25,8 @@ public final class SQLiteIndexStore: IndexStore {
     }
 
     public let configuration: Configuration
-    private let pool: DatabasePool
+    /// Internal so that facets in other files (`SQLiteIndexStore+Validation.swift`) can read it.
+    let pool: DatabasePool
     private let logger: Logger
 
     public init(configuration: Configuration, logger: Logger) throws {
@@ -94,6 +95,7 @@ public final class SQLiteIndexStore: IndexStore {
         if !current.contains("partition") {
             try db.execute(sql: "ALTER TABLE documents ADD COLUMN partition TEXT")
         }
+        try migrateValidations(db)
         if try db.tableExists("documents_v1") {
             try db.execute(sql: """
                 INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at)
