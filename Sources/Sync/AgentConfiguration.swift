@@ -101,6 +101,8 @@ public struct AgentConfiguration: Sendable {
     public var chunking = Chunking()
     public var pipeline = Pipeline()
     public var backfill = Backfill()
+    /// Validation and repair schedules (``Validation``).
+    public var validation = Validation()
     /// Sorted by name.
     public var entities: [Entity]
 

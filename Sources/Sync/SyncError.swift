@@ -13,6 +13,9 @@ public struct SyncError: Error, CustomStringConvertible, Sendable {
         public static let initialLoad = Code("initial_load")
         /// Writing to the index kept failing.
         public static let apply = Code("apply")
+        /// A validation or repair could not run (the source cannot hash like the agent, the index did
+        /// not catch up, an unknown entity).
+        public static let validation = Code("validation")
     }
 
     public var code: Code
