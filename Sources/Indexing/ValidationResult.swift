@@ -46,11 +46,15 @@ public struct ValidationResult: Sendable, Equatable, Codable {
         public var bytes = 0
         /// Statements (source) or store reads (index).
         public var queries = 0
+        /// Seconds spent waiting for this side's reads (source: its statements; index: the store's
+        /// reads and the hashing of what they returned).
+        public var seconds = 0.0
 
-        public init(rows: Int = 0, bytes: Int = 0, queries: Int = 0) {
+        public init(rows: Int = 0, bytes: Int = 0, queries: Int = 0, seconds: Double = 0) {
             self.rows = rows
             self.bytes = bytes
             self.queries = queries
+            self.seconds = seconds
         }
     }
 

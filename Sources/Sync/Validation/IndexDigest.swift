@@ -66,6 +66,8 @@ struct IndexDigest {
     /// last one is open), over every document of the active generation.
     mutating func digests(upperBounds: [[KeyOrder.Part]], checkContent: Bool) async throws -> Pass {
         var pass = Pass(digests: Array(repeating: RangeDigest(), count: upperBounds.count + 1))
+        let started = ContinuousClock.now
+        defer { reads.seconds += (ContinuousClock.now - started).validationSeconds }
         var after: String?
         while true {
             let page = try await store.validationPage(entity: entity.name, after: after, limit: pageSize, content: checkContent)
@@ -98,6 +100,8 @@ struct IndexDigest {
     mutating func ids(inRanges wanted: Set<Int>, upperBounds: [[KeyOrder.Part]]) async throws -> [Int: [String]] {
         var found: [Int: [String]] = [:]
         guard !wanted.isEmpty else { return found }
+        let started = ContinuousClock.now
+        defer { reads.seconds += (ContinuousClock.now - started).validationSeconds }
         var after: String?
         while true {
             let page = try await store.documentIDs(entity: entity.name, after: after, limit: pageSize * 4)
@@ -116,6 +120,8 @@ struct IndexDigest {
     /// The documents with these ids (those that exist), complete.
     mutating func documents(ids: [String]) async throws -> [String: ValidationDocument] {
         var documents: [String: ValidationDocument] = [:]
+        let started = ContinuousClock.now
+        defer { reads.seconds += (ContinuousClock.now - started).validationSeconds }
         var start = 0
         while start < ids.count {
             let slice = Array(ids[start..<min(start + pageSize, ids.count)])
