@@ -123,6 +123,30 @@ func main() async throws {
                 counters.blocks, result.ranges, runs))
         }
 
+        // Where the index side's time goes: the store's pages alone, then ids alone.
+        for content in [false, true] {
+            let started = ContinuousClock.now
+            var after: String?
+            var documents = 0
+            while true {
+                let page = try await store.validationPage(entity: "item", after: after, limit: 5_000, content: content)
+                documents += page.count
+                guard page.count == 5_000, let last = page.last else { break }
+                after = last.id
+            }
+            print(String(format: "  index pages alone (content %@): %d documents in %.2f s", content ? "on " : "off", documents, (ContinuousClock.now - started).seconds))
+        }
+        let idsStarted = ContinuousClock.now
+        var idCount = 0
+        var lastID: String?
+        while true {
+            let page = try await store.documentIDs(entity: "item", after: lastID, limit: 20_000)
+            idCount += page.count
+            guard page.count == 20_000, let last = page.last else { break }
+            lastID = last
+        }
+        print(String(format: "  index ids alone: %d in %.2f s", idCount, (ContinuousClock.now - idsStarted).seconds))
+
         // Drift: documents deleted from the index file behind the agent's back.
         var random = SystemRandomNumberGenerator()
         let victims = Set((0..<drifted * 4).map { _ in String(Int.random(in: 1...rows, using: &random)) }).prefix(drifted).sorted()

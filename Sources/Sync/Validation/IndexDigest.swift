@@ -33,6 +33,7 @@ struct IndexDigest {
     let order: KeyOrder
     let pageSize: Int
     private var scanner: SourceValueScanner
+    private var metadataScanner: SourceValueScanner
     private(set) var reads = ValidationResult.Reads()
 
     init(store: any IndexStore, entity: EntityMapping, pageSize: Int) {
@@ -41,6 +42,7 @@ struct IndexDigest {
         self.pageSize = max(1, pageSize)
         order = KeyOrder(keyTypes: entity.keyTypes, keyCount: entity.keyColumns.count)
         scanner = SourceValueScanner(columns: entity.sourceColumns)
+        metadataScanner = SourceValueScanner(columns: entity.metadataColumns)
     }
 
     /// The key texts and row hash of a document; `nil` when its id is no key of the entity.
@@ -52,20 +54,40 @@ struct IndexDigest {
         return (key, scanner.hash(sourceJSON, into: &hash) ? hash.value : nil)
     }
 
+    /// The row hash of a document whose id is known to be a key (`nil`: its source values do not
+    /// parse), without splitting a one-column id.
+    private mutating func rowHash(id: String, sourceJSON: String) -> UInt64? {
+        var hash = RowHash()
+        if entity.keyColumns.count == 1 {
+            hash.add(id)
+        } else {
+            guard let key = SourceValueScanner.keyTexts(id, keyCount: entity.keyColumns.count) else { return nil }
+            for text in key { hash.add(text) }
+        }
+        return scanner.hash(sourceJSON, into: &hash) ? hash.value : nil
+    }
+
     /// Whether a document's content and metadata are what its source values render to now (the
     /// current template): a document edited, or rendered by an older template, is not.
-    func rendersConsistently(_ document: ValidationDocument) -> Bool {
+    mutating func rendersConsistently(_ document: ValidationDocument) -> Bool {
+        // What EntityMapping.document renders, without hashing the content (the hot path of a pass).
         let values = FlatJSON.decode(document.sourceJSON)
-        guard let rendered = try? entity.document(id: document.id, values: values, lsn: .zero) else { return false }
-        if let content = document.content, content != rendered.content { return false }
-        if let metadata = document.metadataJSON, FlatJSON.decode(metadata) != rendered.metadata { return false }
+        for column in entity.sourceColumns where values[column] == nil { return false }
+        if let content = document.content, content != entity.template.render(values, booleans: entity.booleanColumns) { return false }
+        if let stored = document.metadataJSON {
+            // The metadata values hashed as stored and as the source values say, without building them.
+            var expected = RowHash()
+            for column in entity.metadataColumns { expected.add(values[column] ?? nil) }
+            var found = RowHash()
+            guard metadataScanner.hash(stored, into: &found), found == expected else { return false }
+        }
         return true
     }
 
-    /// The first pass: the digest of every range (ranges end at `upperBounds`, ascending, and the
-    /// last one is open), over every document of the active generation.
-    mutating func digests(upperBounds: [[KeyOrder.Part]], checkContent: Bool) async throws -> Pass {
-        var pass = Pass(digests: Array(repeating: RangeDigest(), count: upperBounds.count + 1))
+    /// The first pass: the digest of every range of `locator`, over every document of the active
+    /// generation.
+    mutating func digests(_ locator: RangeLocator, checkContent: Bool) async throws -> Pass {
+        var pass = Pass(digests: Array(repeating: RangeDigest(), count: locator.count))
         let started = ContinuousClock.now
         defer { reads.seconds += (ContinuousClock.now - started).validationSeconds }
         var after: String?
@@ -77,12 +99,11 @@ struct IndexDigest {
                 reads.bytes += document.id.utf8.count + document.sourceJSON.utf8.count
                     + (document.content?.utf8.count ?? 0) + (document.metadataJSON?.utf8.count ?? 0)
                 pass.documents += 1
-                guard let placed = hash(id: document.id, sourceJSON: document.sourceJSON) else {
+                guard let range = locator.range(of: document.id) else {
                     pass.foreignIDs.append(document.id)
                     continue
                 }
-                let range = KeyOrder.rangeIndex(of: order.key(placed.key), upperBounds: upperBounds)
-                guard let hash = placed.hash else {
+                guard let hash = rowHash(id: document.id, sourceJSON: document.sourceJSON) else {
                     pass.inconsistent.append(document.id)
                     pass.digests[range].add(0)
                     continue
@@ -95,9 +116,8 @@ struct IndexDigest {
         }
     }
 
-    /// The ids of the documents in the ranges `wanted` (indexes into the ranges `upperBounds`
-    /// end), by range: a pass over ids only.
-    mutating func ids(inRanges wanted: Set<Int>, upperBounds: [[KeyOrder.Part]]) async throws -> [Int: [String]] {
+    /// The ids of the documents in the ranges `wanted` (of `locator`), by range: a pass over ids only.
+    mutating func ids(inRanges wanted: Set<Int>, _ locator: RangeLocator) async throws -> [Int: [String]] {
         var found: [Int: [String]] = [:]
         guard !wanted.isEmpty else { return found }
         let started = ContinuousClock.now
@@ -108,8 +128,7 @@ struct IndexDigest {
             reads.queries += 1
             for id in page {
                 reads.bytes += id.utf8.count
-                guard let key = SourceValueScanner.keyTexts(id, keyCount: entity.keyColumns.count) else { continue }
-                let range = KeyOrder.rangeIndex(of: order.key(key), upperBounds: upperBounds)
+                guard let range = locator.range(of: id) else { continue }
                 if wanted.contains(range) { found[range, default: []].append(id) }
             }
             guard page.count == pageSize * 4, let last = page.last else { return found }

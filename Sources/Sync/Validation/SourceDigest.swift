@@ -14,7 +14,7 @@ import Postgres
 /// (``Configuration``), except a re-read, which is one short REPEATABLE READ transaction (its
 /// snapshot is needed). Ranges are compared by the key columns' own types, so the key's index
 /// serves every statement.
-struct SourceDigest {
+struct SourceDigest: Sendable {
     struct Configuration: Sendable {
         /// Most ranges one digest statement covers (a `UNION ALL` of one aggregate per range). Default 64.
         var rangesPerStatement = 64
@@ -45,7 +45,8 @@ struct SourceDigest {
     let partitioned: Bool
     /// SQL for the row hash of the current row.
     let hashExpression: String
-    private(set) var reads = ValidationResult.Reads()
+    /// What this side read so far.
+    var reads = ValidationResult.Reads()
 
     private var source: String { partitioned ? entity.table.quoted : "ONLY \(entity.table.quoted)" }
     private var keys: [String] { entity.keyColumns.map(PostgresConnection.quoteIdentifier) }

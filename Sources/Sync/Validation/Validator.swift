@@ -134,19 +134,30 @@ public final class Validator: Sendable {
     private func inspect(_ entity: EntityMapping, source: inout SourceDigest, startedAt: Double, started: ContinuousClock.Instant) async throws -> Inspection {
         var index = IndexDigest(store: store, entity: entity, pageSize: configuration.pageSize)
 
-        // First level: ranges of about segmentRows rows, digested on both sides.
+        // First level: ranges of about segmentRows rows, digested on both sides at once (PostgreSQL
+        // hashes while the validator reads the index), after the index has caught up with the
+        // source as it is now. A change in flight between the two reads only makes its range differ:
+        // the descent and the re-checks sort it out.
         let boundaries = try await source.boundaries(every: configuration.segmentRows)
         let ranges = KeyRange.split(at: boundaries)
-        let upperBounds = boundaries.map { index.order.key($0) }
-        let sourceDigests = try await source.digests(ranges)
+        let locator = RangeLocator(order: index.order, boundaries: boundaries)
         try await catchUp(&source)
-        let pass = try await index.digests(upperBounds: upperBounds, checkContent: configuration.checkContent)
+        let sourceSide = source
+        async let sourceRead: (digests: [RangeDigest], reads: ValidationResult.Reads) = {
+            var side = sourceSide
+            let digests = try await side.digests(ranges)
+            return (digests, side.reads)
+        }()
+        let pass = try await index.digests(locator, checkContent: configuration.checkContent)
+        let digested = try await sourceRead
+        source.reads = digested.reads
+        let sourceDigests = digested.digests
 
         var candidates = Set(pass.foreignIDs + pass.inconsistent)
         let differing = ranges.indices.filter { sourceDigests[$0] != pass.digests[$0] }
         if !differing.isEmpty {
             // Descend: the documents of the differing ranges (ids first, then those documents).
-            let idsByRange = try await index.ids(inRanges: Set(differing), upperBounds: upperBounds)
+            let idsByRange = try await index.ids(inRanges: Set(differing), locator)
             var leaves: [Leaf] = []
             for range in differing {
                 let documents = try await index.documents(ids: idsByRange[range] ?? [])
