@@ -291,10 +291,23 @@ struct SourceDigest: Sendable {
         return snapshot
     }
 
-    /// Waits until every transaction in progress in `snapshot` has ended (committed and visible, or
-    /// aborted). Returns `false` after `timeout` (a commit waiting for a synchronous standby).
+    /// Waits until every transaction of `snapshot` that had *committed but was not yet visible* —
+    /// its commit written, its snapshot entry not yet gone: for a moment after every commit, or for
+    /// as long as a synchronous standby does not answer — is visible. Transactions still open are
+    /// not waited for (nothing of theirs is in the stream before they commit), nor are those of other
+    /// databases when `pg_stat_activity` shows them there (they cannot change this table). Returns
+    /// `false` after `timeout`.
     mutating func waitForEnd(of snapshot: BackfillCoordinator.Snapshot, timeout: Duration) async throws -> Bool {
-        var pending = snapshot.inProgress
+        guard !snapshot.inProgress.isEmpty else { return true }
+        let xids = CatalogDiscovery.textArray(snapshot.inProgress.map(String.init))
+        let committed = try await query(
+            """
+            SELECT x::text FROM unnest($1::xid8[]) AS x
+             WHERE pg_xact_status(x) = 'committed'
+               AND NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a
+                                WHERE a.backend_xid = xid(x) AND a.datname IS DISTINCT FROM current_database())
+            """, [xids])
+        var pending = Set(committed.rows.compactMap { $0.first.flatMap { $0.flatMap { UInt64($0) } } })
         guard !pending.isEmpty else { return true }
         let deadline = ContinuousClock.now + timeout
         var pause = Duration.milliseconds(1)
