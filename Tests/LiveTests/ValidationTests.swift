@@ -250,6 +250,43 @@ import Testing
         }
     }
 
+    @Test(arguments: LiveServer.all)
+    func aCommitStreamedButNotYetVisibleIsNeverDrift(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            try await Self.createItems(db, rows: 2_000)
+            let configuration = Self.configuration(db)
+            try await withAgent(configuration) { _, store in
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                // In the WAL, so streamed and applied, but invisible to snapshots: it waits for a
+                // synchronous standby that never answers (Scripts/pg-servers.sh).
+                let holder = try await PostgresConnection.connect(db.url, logger: testLogger)
+                let pid = try #require(try await holder.query("SELECT pg_backend_pid()::text").rows.first?.first ?? nil)
+                let held = Task {
+                    try await holder.simpleQuery("BEGIN; SET LOCAL synchronous_commit = on; UPDATE items SET title = 'held' WHERE id = 5; COMMIT;")
+                }
+                let deadline = ContinuousClock.now + .seconds(20)
+                while try await store.validationDocuments(entity: "item", ids: ["5"])["5"]?.content?.hasPrefix("held") != true {
+                    guard ContinuousClock.now < deadline else { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(try await db.scalar("SELECT title FROM items WHERE id = 5") == "item 5", "still invisible")
+                var settings = Validator.Configuration()
+                settings.settleTimeout = .seconds(2)
+                let entities = try await Agent.resolveEntities(configuration, on: db.connection, logger: testLogger)
+                let validator = Validator(configuration: settings, entities: entities, store: store, sourceURL: db.url, logger: testLogger)
+                let during = try await validator.validate(entity: "item")
+                #expect(during.driftCount == 0, "\(during)")
+                #expect(during.status == .unsettled && during.unsettled.sample == ["5"], "\(during)")
+
+                try await db.exec("SELECT pg_cancel_backend(\(pid))")
+                _ = try? await held.value
+                await holder.close()
+                let after = try await validator.validate(entity: "item")
+                #expect(after.status == .inSync, "\(after)")
+            }
+        }
+    }
+
     @Test(arguments: LiveServer.first)
     func theCommandLineValidatesRepairsAndListsThroughTheRunningAgent(server: LiveServer) async throws {
         let binary = try #require(TidemarkBinary.path, "build the tidemark executable first (swift build)")

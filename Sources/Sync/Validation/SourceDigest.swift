@@ -291,35 +291,56 @@ struct SourceDigest: Sendable {
         return snapshot
     }
 
-    /// Waits until every transaction of `snapshot` that had *committed but was not yet visible* —
-    /// its commit written, its snapshot entry not yet gone: for a moment after every commit, or for
-    /// as long as a synchronous standby does not answer — is visible. Transactions still open are
-    /// not waited for (nothing of theirs is in the stream before they commit), nor are those of other
-    /// databases when `pg_stat_activity` shows them there (they cannot change this table). Returns
-    /// `false` after `timeout`.
+    /// Waits until every transaction that `snapshot` could not see although it may have
+    /// *committed* — its commit record written, its snapshot entry not yet gone: for a moment after
+    /// every commit, or for as long as a synchronous standby does not answer — is visible.
+    ///
+    /// PostgreSQL reports such a transaction as in progress, like one still running its statements,
+    /// so every transaction invisible to the snapshot is waited for (its running `xip`, and the
+    /// sessions' `pg_stat_activity.backend_xid`s at or past its `xmax`), except those that cannot
+    /// be committing: sessions `idle in transaction`, prepared transactions, and sessions of other
+    /// databases (they cannot change this table). The agent's role should see every session's
+    /// `backend_xid` (superuser, the sessions' owner, or `pg_read_all_stats`); a running transaction
+    /// it cannot see is waited for too. Returns `false` after `timeout` (a long statement, a stuck
+    /// standby), and the candidates then stay unsettled.
     mutating func waitForEnd(of snapshot: BackfillCoordinator.Snapshot, timeout: Duration) async throws -> Bool {
-        guard !snapshot.inProgress.isEmpty else { return true }
-        let xids = CatalogDiscovery.textArray(snapshot.inProgress.map(String.init))
-        let committed = try await query(
+        var pending = snapshot.inProgress
+        var excluded = Set<UInt64>()
+        let sessions = try await query(
             """
-            SELECT x::text FROM unnest($1::xid8[]) AS x
-             WHERE pg_xact_status(x) = 'committed'
-               AND NOT EXISTS (SELECT 1 FROM pg_stat_activity AS a
-                                WHERE a.backend_xid = xid(x) AND a.datname IS DISTINCT FROM current_database())
-            """, [xids])
-        var pending = Set(committed.rows.compactMap { $0.first.flatMap { $0.flatMap { UInt64($0) } } })
+            SELECT backend_xid::text, (datname IS DISTINCT FROM current_database() OR state LIKE 'idle in transaction%')::text
+              FROM pg_stat_activity WHERE backend_xid IS NOT NULL
+            UNION ALL SELECT transaction::text, 'true' FROM pg_prepared_xacts
+            """, [])
+        for row in sessions.rows {
+            guard let text = row[0], let xid = UInt32(text) else { continue }
+            let full = Self.fullXid(xid, near: snapshot)
+            if row[1] == "true" {
+                excluded.insert(full)
+            } else if full >= snapshot.xmax {
+                pending.insert(full)
+            }
+        }
+        pending.subtract(excluded)
         guard !pending.isEmpty else { return true }
         let deadline = ContinuousClock.now + timeout
         var pause = Duration.milliseconds(1)
         while true {
             let now = try await self.snapshot()
-            // Ended: below the new snapshot's horizon and not running in it.
+            // Visible now: below the new snapshot's horizon and not running in it.
             pending = pending.filter { $0 >= now.xmax || now.inProgress.contains($0) }
             if pending.isEmpty { return true }
             guard ContinuousClock.now < deadline else { return false }
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(100))
         }
+    }
+
+    /// The 64-bit id of a recent 32-bit transaction id, from the epoch of a snapshot taken about then.
+    static func fullXid(_ xid: UInt32, near snapshot: BackfillCoordinator.Snapshot) -> UInt64 {
+        var full = (snapshot.xmax & ~0xFFFF_FFFF) | UInt64(xid)
+        if full > snapshot.xmax &+ (1 << 31) && full >= (1 << 32) { full -= 1 << 32 }
+        return full
     }
 
     // MARK: - SQL
