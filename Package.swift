@@ -169,6 +169,21 @@ let package = Package(
             ],
             path: "Benchmarks/ProviderBenchmark"
         ),
+        .executableTarget(
+            name: "ValidationBenchmark",
+            dependencies: [
+                "BenchmarkSupport",
+                "Capture",
+                "Embedding",
+                "Indexing",
+                "Sync",
+                "Postgres",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            path: "Benchmarks/ValidationBenchmark"
+        ),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .target(
@@ -202,6 +217,8 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // Validation tests edit the index file behind the agent's back.
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
     ],

@@ -133,6 +133,34 @@ public protocol IndexStore: Sendable {
     /// building such an index over a loaded table is much faster than growing it row by row. Stores
     /// whose search needs no such index do nothing (the default).
     func ensureSearchIndex(entity: String, dimensions: Int) async throws
+    // MARK: Validation (`Docs/validation.md`)
+
+    /// One page of the documents of `entity`'s *active* generation, for a pass over all of them:
+    /// those whose id is greater than `after` (`nil`: from the first), ascending by id in the byte
+    /// order of its UTF-8 text (SQL `COLLATE "C"`), at most `limit`. Each has ``ValidationDocument/id``
+    /// and ``ValidationDocument/sourceJSON``; with `content`, also content, content hash and metadata
+    /// (``ValidationDocument/lsn`` may be left `nil`). A pass that pages with the last id of each
+    /// page as the next `after` meets every document that exists throughout it exactly once; each
+    /// page may be read in its own transaction (documents written meanwhile may be met or not).
+    func validationPage(entity: String, after: String?, limit: Int, content: Bool) async throws -> [ValidationDocument]
+    /// The ids of the documents of `entity`'s active generation greater than `after`, ascending in
+    /// the same byte order, at most `limit` (a pass like ``validationPage(entity:after:limit:content:)``
+    /// that reads ids only).
+    func documentIDs(entity: String, after: String?, limit: Int) async throws -> [String]
+    /// The documents of `entity`'s active generation with these ids, complete (source values,
+    /// content, content hash, metadata and ``ValidationDocument/lsn``), by id; ids without a
+    /// document are absent. Read in one transaction.
+    func validationDocuments(entity: String, ids: [String]) async throws -> [String: ValidationDocument]
+    /// Creates or replaces a validation record (by ``ValidationRecord/id``).
+    func saveValidation(_ record: ValidationRecord) async throws
+    /// One validation record.
+    func validation(_ id: String) async throws -> ValidationRecord?
+    /// Validation records, newest first (by ``ValidationRecord/createdAt``), optionally of one
+    /// entity, at most `limit`.
+    func validations(entity: String?, limit: Int) async throws -> [ValidationRecord]
+    /// Records with status ``ValidationRecord/Status/queued``, oldest first: the requests the
+    /// running agent picks up.
+    func queuedValidations() async throws -> [ValidationRecord]
 }
 
 extension IndexStore {

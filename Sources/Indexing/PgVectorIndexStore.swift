@@ -182,6 +182,7 @@ public final class PgVectorIndexStore: IndexStore {
                 last_failed_at  double precision NOT NULL,
                 PRIMARY KEY (entity, id)
             );
+            \(validationsSQL(s))
             """)
     }
 

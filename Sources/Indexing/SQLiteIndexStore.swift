@@ -25,7 +25,8 @@ public final class SQLiteIndexStore: IndexStore {
     }
 
     public let configuration: Configuration
-    private let pool: DatabasePool
+    /// Internal so that facets in other files (`SQLiteIndexStore+Validation.swift`) can read it.
+    let pool: DatabasePool
     private let logger: Logger
 
     public init(configuration: Configuration, logger: Logger) throws {
@@ -118,6 +119,7 @@ public final class SQLiteIndexStore: IndexStore {
                 """)
             current = try columnNames("documents", db)
         }
+        try migrateValidations(db)
         if try db.tableExists("documents_v1") {
             try db.execute(sql: """
                 INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at)

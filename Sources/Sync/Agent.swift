@@ -220,6 +220,10 @@ public final class Agent: Service, Sendable {
                 group.addTask {
                     try await self.scheduleBackfills(entities: entities, store: store, coordinator: coordinator, embedder: embedder)
                 }
+                group.addTask {
+                    // Queued and scheduled validations and repairs, one at a time (Docs/validation.md).
+                    try await ValidationRunner(agent: self.configuration, entities: entities, store: store, logger: self.logger).run()
+                }
                 // The reader returns after stop() or fails; heartbeat and backfills end with it (an
                 // interrupted job resumes from its last durable chunk on the next start).
                 _ = try await group.next()

@@ -106,6 +106,8 @@ public struct AgentConfiguration: Sendable {
     public var backfill = Backfill()
     /// The HTTP API, admin page and metrics endpoint (``API``).
     public var api = API()
+    /// Validation and repair schedules (``Validation``).
+    public var validation = Validation()
     /// Sorted by name.
     public var entities: [Entity]
 

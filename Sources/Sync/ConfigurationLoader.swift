@@ -29,6 +29,7 @@ public struct ConfigurationLoader: Sendable {
         "pipeline": ["batch_size", "batch_bytes", "batch_delay", "embedding_concurrency"],
         "backfill": ["max_concurrent", "chunk_duration", "max_chunk_bytes"],
         "api": ["enabled", "listen", "token_env", "token_file", "ready_max_lag", "ready_max_lag_bytes"],
+        "validation": ["schedule", "repair_schedule", "auto_repair", "time_zone", "segment_rows", "check_content"],
     ]
     static let entityKeys: Set<String> = ["table", "content", "metadata", "key"]
 
@@ -233,6 +234,7 @@ public struct ConfigurationLoader: Sendable {
             configuration.backfill.maxChunkBytes = bytes
         }
         configuration.api = try api(root["api"] as? [String: Any] ?? [:])
+        configuration.validation = try validation(root["validation"] as? [String: Any] ?? [:])
         return configuration
     }
 
@@ -274,6 +276,43 @@ public struct ConfigurationLoader: Sendable {
             throw SyncError(.configuration, "api.listen is \(api.listen), reachable from other machines, and no API token is configured: set api.token_env (the name of an environment variable holding the token) or api.token_file, or listen on 127.0.0.1")
         }
         return api
+    }
+
+    private func validation(_ map: [String: Any]) throws(SyncError) -> AgentConfiguration.Validation {
+        var result = AgentConfiguration.Validation()
+        if let schedule = try schedule(map, "schedule") { result.schedule = schedule }
+        if let schedule = try schedule(map, "repair_schedule") { result.repairSchedule = schedule }
+        if let repair = try boolean(map, "validation.auto_repair", "auto_repair") { result.autoRepair = repair }
+        if let zone = try string(map, "validation.time_zone", "time_zone") {
+            guard let timeZone = TimeZone(identifier: zone.trimmingCharacters(in: .whitespaces)) else {
+                throw SyncError(.configuration, "validation.time_zone: '\(zone)' is not a time zone; use an IANA name such as Europe/Berlin or UTC")
+            }
+            result.timeZone = timeZone
+        }
+        if let rows = try integer(map, "validation.segment_rows", "segment_rows") {
+            guard rows >= 16 else { throw SyncError(.configuration, "validation.segment_rows must be at least 16 (got \(rows))") }
+            result.segmentRows = rows
+        }
+        if let check = try boolean(map, "validation.check_content", "check_content") { result.checkContent = check }
+        return result
+    }
+
+    /// A cron expression, or `.some(nil)` for `off` (also `none`, `never`, an empty text, or YAML's
+    /// `false`); `nil` when the key is not set.
+    private func schedule(_ map: [String: Any], _ key: String) throws(SyncError) -> CronExpression?? {
+        let path = "validation.\(key)"
+        guard let value = map[key] else { return nil }
+        if let flag = value as? Bool {
+            guard !flag else { throw SyncError(.configuration, "\(path) must be a cron expression such as \"0 2 * * *\", or off") }
+            return .some(nil)
+        }
+        guard let text = try string(map, path, key)?.trimmingCharacters(in: .whitespaces) else { return nil }
+        if ["", "off", "none", "never", "false"].contains(text.lowercased()) { return .some(nil) }
+        do {
+            return .some(try CronExpression(parsing: text))
+        } catch {
+            throw SyncError(.configuration, "\(path): \(error.message)")
+        }
     }
 
     private func embedder(_ map: [String: Any]) throws(SyncError) -> AgentConfiguration.Embedder {

@@ -19,6 +19,9 @@ public struct SyncError: Error, CustomStringConvertible, Sendable {
         public static let conflict = Code("conflict")
         /// The request itself is malformed (an empty id list, contradictory options).
         public static let invalidRequest = Code("invalid_request")
+        /// A validation or repair could not run (the source cannot hash like the agent, the index did
+        /// not catch up, an unknown entity).
+        public static let validation = Code("validation")
     }
 
     public var code: Code

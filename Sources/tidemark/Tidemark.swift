@@ -7,6 +7,6 @@ struct Tidemark: AsyncParsableCommand {
         commandName: "tidemark",
         abstract: "Keeps an AI search index equal to the rows of a PostgreSQL database, from its WAL.",
         version: "0.1.0",
-        subcommands: [InitCommand.self, RunCommand.self, StatusCommand.self, BackfillCommand.self, EstimateCommand.self, JobsCommand.self, JobCommand.self, SearchCommand.self, ExportCommand.self, DeadLettersCommand.self, DiscoverCommand.self, TailCommand.self]
+        subcommands: [InitCommand.self, RunCommand.self, StatusCommand.self, BackfillCommand.self, EstimateCommand.self, JobsCommand.self, JobCommand.self, SearchCommand.self, ExportCommand.self, DeadLettersCommand.self, DiscoverCommand.self, TailCommand.self, ValidateCommand.self, RepairCommand.self, ValidationsCommand.self]
     )
 }

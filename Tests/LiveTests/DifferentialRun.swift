@@ -157,6 +157,9 @@ final class DifferentialRun {
         print("difftest \(database.server) round \(round) (seed \(settings.seed), round seed \(seed)): \(transactions) transactions (\(rolledBack) rolled back)\(large), faults [\(faults.joined(separator: ", "))], \(documents) documents, \(elapsed.components.seconds) s")
 
         let equal = differences.allSatisfy(\.isEmpty)
+        if equal && lag == nil && deadLetters.isEmpty && failedJobs.isEmpty && roundProblems.isEmpty {
+            try await checkValidation(round: round, seed: seed)
+        }
         guard !equal || lag != nil || !deadLetters.isEmpty || !failedJobs.isEmpty || !roundProblems.isEmpty else { return true }
         var report = [
             "differential test failed on \(database.server), round \(round): seed \(settings.seed) (round seed \(seed)), families \(settings.familyList), tables \(settings.tableList)",
@@ -337,6 +340,98 @@ final class DifferentialRun {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
+    }
+
+    // MARK: - Validation
+
+    /// After a round whose index equals the source: the running agent's validation must say so for
+    /// every entity; with ``OperationFamily/indexDelete``, documents deleted from the index file behind
+    /// the agent's back must be reported exactly (as missing, nothing else), `tidemark repair` must
+    /// heal them, and the index must equal the source again. Problems go to the round's report.
+    private func checkValidation(round: Int, seed: UInt64) async throws {
+        for record in try await settledValidation(["validate", "--json"]) {
+            guard record.status == .completed, let result = record.result, result.status == .inSync else {
+                roundProblems.append("validation of \(record.entity) does not report the index in sync although it equals the source: \(Self.describe(record))")
+                continue
+            }
+        }
+        guard settings.families.contains(.indexDelete) else { return }
+        var random = SplitMix64(seed: seed ^ 0x1DE1_E7E5)
+        guard let table = random.pick(settings.tables) else { return }
+        var ids: [String] = []
+        let keys = generator.model.keys(table).keys.map(\.documentID).sorted()
+        for _ in 0..<random.between(1...4) {
+            if let id = random.pick(keys), !ids.contains(id) { ids.append(id) }
+        }
+        guard !ids.isEmpty else { return }
+        let deletedAt = Date().timeIntervalSince1970
+        let deleted = try IndexFile(path: directory + "/index.db").deleteDocuments(table.entity, ids: ids)
+        try history.comment("round \(round): deleted \(deleted) documents of \(table.entity) from the index file behind the agent's back: \(ids.sorted())")
+        let found = try await settledValidation(["validate", table.entity, "--json"]).first
+        // A full backfill the watcher queued meanwhile (a truncate of the round gave the table a new
+        // relfilenode) rewrites rows; those its chunks read after the deletion are healed by it.
+        let healedByBackfill = try await store.jobs(entity: table.entity).contains { $0.kind != .ids && ($0.finishedAt ?? .infinity) >= deletedAt }
+        guard let result = found?.result, found?.status == .completed,
+            result.orphaned.count + result.stale.count + result.deadLettered.count + result.unsettled.count == 0,
+            result.missing == ValidationResult.Finding(ids: ids) || (healedByBackfill && Set(result.missing.sample).isSubset(of: ids))
+        else {
+            roundProblems.append("documents \(ids.sorted()) of \(table.entity) were deleted from the index file; validation reported \(found.map(Self.describe) ?? "nothing")")
+            return
+        }
+        print("difftest \(database.server) round \(round): validation found \(result.missing.count) of the \(ids.count) documents of \(table.entity) deleted behind the agent's back\(result.missing.count < ids.count ? " (a backfill healed the others)" : "")")
+        if result.missing.count > 0 {
+            let repair = try await settledValidation(["repair", table.entity, "--json"]).first
+            guard repair?.status == .completed, repair?.result?.status == .inSync else {
+                roundProblems.append("tidemark repair \(table.entity) did not end in sync: \(repair.map(Self.describe) ?? "no record")")
+                return
+            }
+        }
+        let target = try await database.currentLSN()
+        if let lag = try await waitUntilCaughtUp(target) { roundProblems.append("after the repair: \(lag)") }
+        for difference in try await compare() where !difference.isEmpty {
+            roundProblems.append("after the deletion was repaired the index still differs: \(difference.summary())")
+        }
+    }
+
+    /// A validation, run again for the entities it skipped (a backfill the watcher queued after a
+    /// truncate of the round) once the agent has caught up.
+    private func settledValidation(_ arguments: [String]) async throws -> [ValidationRecord] {
+        var records = try validationRecords(arguments)
+        for _ in 0..<5 where records.contains(where: { $0.status == .skipped }) {
+            if let lag = try await waitUntilCaughtUp(try await database.currentLSN()) {
+                roundProblems.append("while waiting to validate again: \(lag)")
+                break
+            }
+            for (index, record) in records.enumerated() where record.status == .skipped {
+                let command = record.kind == .repair ? "repair" : "validate"
+                if let retried = try validationRecords([command, record.entity, "--json"]).first { records[index] = retried }
+            }
+        }
+        return records
+    }
+
+    /// Runs a `tidemark validate … --json` and decodes its records; an unreadable answer is a problem.
+    private func validationRecords(_ arguments: [String]) throws -> [ValidationRecord] {
+        let answer = try agent.command(arguments)
+        var records: [ValidationRecord] = []
+        for line in answer.output.split(separator: "\n") {
+            guard let record = try? JSONDecoder().decode(ValidationRecord.self, from: Data(line.utf8)) else {
+                roundProblems.append("tidemark \(arguments.joined(separator: " ")) printed what is not a validation record: \(line)")
+                continue
+            }
+            records.append(record)
+        }
+        if records.isEmpty { roundProblems.append("tidemark \(arguments.joined(separator: " ")) exited \(answer.status) without a result: \(answer.error)") }
+        return records
+    }
+
+    private static func describe(_ record: ValidationRecord) -> String {
+        var text = "\(record.id) \(record.status.rawValue)"
+        if let error = record.error { text += " (\(error))" }
+        if let result = record.result {
+            text += ", \(result.status.rawValue): missing \(result.missing.sample), orphaned \(result.orphaned.sample), stale \(result.stale.sample), dead letters \(result.deadLettered.sample), unsettled \(result.unsettled.sample)"
+        }
+        return text
     }
 
     /// Every entity's index compared with its table; also checks the workload's model of the keys

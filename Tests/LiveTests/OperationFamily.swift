@@ -38,6 +38,10 @@ enum OperationFamily: String, CaseIterable, Comparable, Sendable {
     case backfillIDs = "backfill-ids"
     /// The replication slot dropped while the agent is stopped.
     case slotDrop = "slot-drop"
+    /// After a round the index equals the source in: documents deleted from the index file behind
+    /// the agent's back, which `tidemark validate` must report exactly and `tidemark repair` heal.
+    /// Not a fault of the workload (the generator never draws it, so seeds keep their workloads).
+    case indexDelete = "index-delete"
 
     static func < (lhs: OperationFamily, rhs: OperationFamily) -> Bool { lhs.order < rhs.order }
 

@@ -1,0 +1,139 @@
+import Foundation
+import GRDB
+import Postgres
+
+/// The reads validation makes of the SQLite index, and the validation history.
+extension SQLiteIndexStore {
+    /// Creates the `validations` table (records as JSON, like jobs).
+    static func migrateValidations(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE IF NOT EXISTS validations (
+                id         TEXT PRIMARY KEY,
+                entity     TEXT NOT NULL,
+                status     TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                record     TEXT NOT NULL
+            ) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS validations_by_time ON validations (created_at);
+            """)
+    }
+
+    /// Pages by id through the unique index on (entity, id, generation); SQLite compares TEXT with
+    /// the BINARY collation, which is the byte order of the UTF-8 text.
+    public func validationPage(entity: String, after: String?, limit: Int, content: Bool) async throws -> [ValidationDocument] {
+        let columns = content ? "id, source, content, content_hash, metadata" : "id, source"
+        do {
+            return try await pool.read { db in
+                // Two forms, so that SQLite seeks the index to `after` (an `OR` would scan from the start).
+                let rows = try Row.fetchCursor(
+                    db,
+                    sql: """
+                        SELECT \(columns) FROM documents
+                         WHERE entity = ?\(after == nil ? "" : " AND id > ?") AND \(Self.activeGeneration) ORDER BY id LIMIT ?
+                        """,
+                    arguments: StatementArguments([entity] + (after.map { [$0] } ?? []) + [entity]) + [limit])
+                var page: [ValidationDocument] = []
+                page.reserveCapacity(limit)
+                while let row = try rows.next() {
+                    var document = ValidationDocument(id: row[0], sourceJSON: row[1])
+                    if content {
+                        document.content = row[2]
+                        document.contentHash = row[3]
+                        document.metadataJSON = row[4]
+                    }
+                    page.append(document)
+                }
+                return page
+            }
+        } catch {
+            throw IndexingError(.store, "cannot read documents of \(entity) from the index at \(configuration.path): \(error)", underlying: error)
+        }
+    }
+
+    public func documentIDs(entity: String, after: String?, limit: Int) async throws -> [String] {
+        do {
+            return try await pool.read { db in
+                try String.fetchAll(
+                    db,
+                    sql: "SELECT id FROM documents WHERE entity = ?\(after == nil ? "" : " AND id > ?") AND \(Self.activeGeneration) ORDER BY id LIMIT ?",
+                    arguments: StatementArguments([entity] + (after.map { [$0] } ?? []) + [entity]) + [limit])
+            }
+        } catch {
+            throw IndexingError(.store, "cannot read document ids of \(entity) from the index at \(configuration.path): \(error)", underlying: error)
+        }
+    }
+
+    public func validationDocuments(entity: String, ids: [String]) async throws -> [String: ValidationDocument] {
+        guard !ids.isEmpty else { return [:] }
+        do {
+            return try await pool.read { db in
+                var result: [String: ValidationDocument] = [:]
+                var start = 0
+                while start < ids.count {
+                    let slice = Array(ids[start..<min(start + 500, ids.count)])
+                    start += 500
+                    let placeholders = Array(repeating: "?", count: slice.count).joined(separator: ",")
+                    let rows = try Row.fetchCursor(
+                        db,
+                        sql: """
+                            SELECT id, source, content, content_hash, metadata, lsn FROM documents
+                             WHERE entity = ? AND id IN (\(placeholders)) AND \(Self.activeGeneration)
+                            """,
+                        arguments: StatementArguments([entity] + slice + [entity]))
+                    while let row = try rows.next() {
+                        let lsn: Int64 = row[5]
+                        let document = ValidationDocument(
+                            id: row[0], sourceJSON: row[1], content: row[2], contentHash: row[3], metadataJSON: row[4],
+                            lsn: LSN(UInt64(bitPattern: lsn)))
+                        result[document.id] = document
+                    }
+                }
+                return result
+            }
+        } catch {
+            throw IndexingError(.store, "cannot read documents of \(entity) from the index at \(configuration.path): \(error)", underlying: error)
+        }
+    }
+
+    public func saveValidation(_ record: ValidationRecord) async throws {
+        do {
+            let text = String(decoding: try Self.jobEncoder.encode(record), as: UTF8.self)
+            try await pool.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO validations (id, entity, status, created_at, record) VALUES (?, ?, ?, ?, ?)
+                        ON CONFLICT (id) DO UPDATE SET status = excluded.status, record = excluded.record
+                        """,
+                    arguments: [record.id, record.entity, record.status.rawValue, record.createdAt, text])
+            }
+        } catch {
+            throw IndexingError(.store, "cannot record validation \(record.id) in the index at \(configuration.path): \(error)", underlying: error)
+        }
+    }
+
+    public func validation(_ id: String) async throws -> ValidationRecord? {
+        try await validationRecords(where: "id = ?", [id], order: "created_at DESC", limit: 1).first
+    }
+
+    public func validations(entity: String?, limit: Int) async throws -> [ValidationRecord] {
+        if let entity { return try await validationRecords(where: "entity = ?", [entity], order: "created_at DESC, id DESC", limit: limit) }
+        return try await validationRecords(where: "1 = 1", [], order: "created_at DESC, id DESC", limit: limit)
+    }
+
+    public func queuedValidations() async throws -> [ValidationRecord] {
+        try await validationRecords(where: "status = 'queued'", [], order: "created_at ASC, id ASC", limit: 1_000)
+    }
+
+    private func validationRecords(where condition: String, _ arguments: [String], order: String, limit: Int) async throws -> [ValidationRecord] {
+        do {
+            return try await pool.read { db in
+                try String.fetchAll(
+                    db, sql: "SELECT record FROM validations WHERE \(condition) ORDER BY \(order) LIMIT \(max(0, limit))",
+                    arguments: StatementArguments(arguments)
+                ).compactMap { try? JSONDecoder().decode(ValidationRecord.self, from: Data($0.utf8)) }
+            }
+        } catch {
+            throw IndexingError(.store, "cannot read validations from the index at \(configuration.path): \(error)", underlying: error)
+        }
+    }
+}
