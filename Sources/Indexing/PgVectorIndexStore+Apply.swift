@@ -141,7 +141,7 @@ extension PgVectorIndexStore {
             for (_, row) in byGeneration {
                 let document = row.upsert.document
                 let several = document.chunks.count > 1
-                documents.beginRow(fields: 10)
+                documents.beginRow(fields: 11)
                 documents.text(document.entity)
                 documents.text(document.id)
                 documents.int32(Int32(truncatingIfNeeded: row.generation))
@@ -152,6 +152,7 @@ extension PgVectorIndexStore {
                 documents.text(row.upsert.model)
                 documents.int64(Int64(bitPattern: document.lsn.rawValue))
                 documents.text(document.partition)
+                documents.text(several ? document.chunks.map(\.hash).joined(separator: ",") : nil)
                 for (seq, chunk) in document.chunks.enumerated() {
                     chunks.beginRow(fields: 9)
                     chunks.text(document.entity)
@@ -166,7 +167,7 @@ extension PgVectorIndexStore {
                         chunks.beginField(length: 4 + 4 * vector.count)
                         chunks.append16(UInt16(truncatingIfNeeded: vector.count))
                         chunks.append16(0)
-                        for value in vector { chunks.appendFloat32(value.isFinite ? value : 0) }
+                        chunks.appendFloat32s(vector.allSatisfy(\.isFinite) ? vector : vector.map { $0.isFinite ? $0 : 0 })
                     } else {
                         chunks.null()
                         keeps = true
@@ -178,7 +179,7 @@ extension PgVectorIndexStore {
         try connection.simpleQuery("""
             CREATE TEMP TABLE IF NOT EXISTS tidemark_staged_documents (
                 entity text, id text COLLATE "C", generation integer, content text, content_hash text, metadata jsonb,
-                source text, model text, lsn bigint, partition text, chunk_hashes text[]
+                source text, model text, lsn bigint, partition text, chunk_hashes text
             ) ON COMMIT DELETE ROWS;
             CREATE TEMP TABLE IF NOT EXISTS tidemark_staged_chunks (
                 entity text, id text COLLATE "C", generation integer, seq integer, hash text, model text, text text,
@@ -186,17 +187,11 @@ extension PgVectorIndexStore {
             ) ON COMMIT DELETE ROWS;
             """)
         try connection.copyIn(
-            "COPY tidemark_staged_documents (entity, id, generation, content, content_hash, metadata, source, model, lsn, partition) FROM STDIN (FORMAT binary)",
+            "COPY tidemark_staged_documents (entity, id, generation, content, content_hash, metadata, source, model, lsn, partition, chunk_hashes) FROM STDIN (FORMAT binary)",
             data: documents.finished())
         try connection.copyIn(
             "COPY tidemark_staged_chunks (entity, id, generation, seq, hash, model, text, embedding, lsn) FROM STDIN (FORMAT binary)",
             data: chunks.finished())
-        try connection.query("""
-            UPDATE tidemark_staged_documents d SET chunk_hashes = c.hashes
-              FROM (SELECT entity, id, generation, array_agg(hash ORDER BY seq) AS hashes FROM tidemark_staged_chunks
-                     GROUP BY entity, id, generation HAVING count(*) > 1) c
-             WHERE d.entity = c.entity AND d.id = c.id AND d.generation = c.generation
-            """)
         if keeps {
             // A kept chunk takes the stored vector of a chunk of the document with its hash and model
             // (any generation).
@@ -223,7 +218,8 @@ extension PgVectorIndexStore {
         try connection.query("""
             WITH written AS (
                 INSERT INTO \(s).documents AS d (entity, id, generation, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes)
-                SELECT entity, id, generation, content, content_hash, metadata, source, model, lsn, now(), partition, chunk_hashes
+                SELECT entity, id, generation, content, content_hash, metadata, source, model, lsn, now(), partition,
+                       string_to_array(chunk_hashes, ',')
                   FROM tidemark_staged_documents
                 ON CONFLICT (entity, id, generation) DO UPDATE SET
                     content = excluded.content, content_hash = excluded.content_hash, metadata = excluded.metadata,

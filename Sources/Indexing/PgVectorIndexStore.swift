@@ -146,7 +146,6 @@ public final class PgVectorIndexStore: IndexStore {
                 chunk_hashes text[],
                 PRIMARY KEY (entity, id, generation)
             );
-            CREATE INDEX IF NOT EXISTS documents_lsn ON \(s).documents (entity, generation, lsn);
             CREATE INDEX IF NOT EXISTS documents_partition ON \(s).documents (entity, partition) WHERE partition IS NOT NULL;
             CREATE TABLE IF NOT EXISTS \(s).chunks (
                 entity     text NOT NULL,

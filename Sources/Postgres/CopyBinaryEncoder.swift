@@ -81,6 +81,21 @@ public struct CopyBinaryEncoder: Sendable {
         append32(value.bitPattern)
     }
 
+    /// `values` as big-endian `float4`s, in one copy (the hot path of vector writes).
+    public mutating func appendFloat32s(_ values: [Float]) {
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: values.count * 4))
+        bytes.withUnsafeMutableBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            let target = base + start
+            values.withUnsafeBufferPointer { source in
+                for (index, value) in source.enumerated() {
+                    target.storeBytes(of: value.bitPattern.bigEndian, toByteOffset: index * 4, as: UInt32.self)
+                }
+            }
+        }
+    }
+
     public mutating func append16(_ value: UInt16) {
         bytes.append(UInt8(value >> 8))
         bytes.append(UInt8(value & 0xFF))

@@ -122,7 +122,8 @@ struct OpenAIEmbedderTests {
             let started = ContinuousClock.now
             let vectors = try await embedder.embed(["slow"])
             #expect(vectors == expectedVectors(["slow"]))
-            #expect(ContinuousClock.now - started < .seconds(2))
+            // Answered by the retry, not by waiting out the slow first request.
+            #expect(ContinuousClock.now - started < .seconds(3))
             #expect(embedder.statistics.retries == 1)
             #expect(provider.requests.count == 2)
         }

@@ -22,6 +22,7 @@ final class IndexFile {
         try queue.write { db in
             var deleted = 0
             for id in ids {
+                try db.execute(sql: "DELETE FROM chunks WHERE entity = ? AND id = ? AND \(Self.active)", arguments: [entity, id, entity])
                 try db.execute(sql: "DELETE FROM documents WHERE entity = ? AND id = ? AND \(Self.active)", arguments: [entity, id, entity])
                 deleted += db.changesCount
             }
@@ -35,9 +36,16 @@ final class IndexFile {
             for newID in newIDs {
                 try db.execute(
                     sql: """
-                        INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, vector, lsn, updated_at, partition)
-                        SELECT entity, generation, ?, content, content_hash, metadata, source, model, vector, lsn, updated_at, partition
+                        INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes)
+                        SELECT entity, generation, ?, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes
                           FROM documents WHERE entity = ? AND id = ? AND \(Self.active)
+                        """,
+                    arguments: [newID, entity, id, entity])
+                try db.execute(
+                    sql: """
+                        INSERT INTO chunks (entity, id, generation, seq, hash, model, text, vector)
+                        SELECT entity, ?, generation, seq, hash, model, text, vector
+                          FROM chunks WHERE entity = ? AND id = ? AND \(Self.active)
                         """,
                     arguments: [newID, entity, id, entity])
             }
