@@ -12,15 +12,38 @@ extension PgVectorIndexStore {
 
     public func apply(_ batch: IndexBatch, state: [String: String]) async throws {
         let s = self.s
-        try await write { connection in
-            try Self.apply(batch, state: state, schema: s, on: connection)
+        // The COPY input is encoded before the transaction opens, so the transaction holds only the
+        // server's work; the generations it was encoded for are checked again inside (only this
+        // store's writer changes them, so a re-encoding there is the rare exception).
+        var staged: StagedUpserts?
+        if Self.hasUpserts(batch) {
+            let maintained = try await write { connection in
+                try Self.maintainedGenerations(batch, schema: s, on: connection)
+            }
+            staged = Self.stage(batch, maintained: maintained)
         }
+        let prepared = staged
+        try await write { connection in
+            try Self.apply(batch, state: state, schema: s, on: connection, staged: prepared)
+        }
+    }
+
+    /// A batch's upserts encoded for binary COPY, for the generations in `maintained`.
+    struct StagedUpserts: Sendable {
+        var maintained: [String: [Int]]
+        var documents: [UInt8]
+        var chunks: [UInt8]
+        /// Whether some chunk keeps its stored vector (a `NULL` embedding in the staging rows).
+        var keeps: Bool
     }
 
     /// The whole batch in the caller's transaction: the order of the SQLite store — truncates,
     /// partition truncates, deletes, upserts (a rebuild's chunk rows first), sweeps, generation
     /// changes, dead letters, jobs, state.
-    static func apply(_ batch: IndexBatch, state: [String: String], schema s: String, on connection: isolated PostgresConnection) throws {
+    static func apply(
+        _ batch: IndexBatch, state: [String: String], schema s: String, on connection: isolated PostgresConnection,
+        staged: StagedUpserts? = nil
+    ) throws {
         for entity in batch.truncates {
             try connection.query("DELETE FROM \(s).chunks WHERE entity = $1", [entity])
             try connection.query("DELETE FROM \(s).documents WHERE entity = $1", [entity])
@@ -41,7 +64,7 @@ extension PgVectorIndexStore {
             try connection.query("DELETE FROM \(s).chunks WHERE entity = $1 AND id = ANY($2::text[])", [entity, list])
             try connection.query("DELETE FROM \(s).documents WHERE entity = $1 AND id = ANY($2::text[])", [entity, list])
         }
-        try upsert(batch, schema: s, on: connection)
+        try upsert(batch, schema: s, on: connection, staged: staged)
         for (entity, lsn) in batch.sweepBefore {
             let before = lsnText(lsn)
             try connection.query(
@@ -98,26 +121,27 @@ extension PgVectorIndexStore {
         }
     }
 
-    /// The upserts: staged through binary COPY, stored vectors filled in for kept chunks, then
-    /// merged — a document is never replaced by an older version (lsn), and a chunk whose hash and
-    /// model did not change is not rewritten (no new row version, no HNSW insert).
-    ///
-    /// - Throws: ``MissingStoredVectors`` (the transaction then rolls back) when a kept chunk has no
-    ///   stored vector any more and no newer version of its document is stored.
-    static func upsert(_ batch: IndexBatch, schema s: String, on connection: isolated PostgresConnection) throws {
-        guard !batch.upserts.isEmpty || batch.targetedUpserts.values.contains(where: { !$0.isEmpty }) else { return }
-        // The generations each entity's general upserts go to.
+    static func hasUpserts(_ batch: IndexBatch) -> Bool {
+        !batch.upserts.isEmpty || batch.targetedUpserts.values.contains(where: { !$0.isEmpty })
+    }
+
+    /// The generations each entity's general upserts go to (the entities with general upserts only).
+    static func maintainedGenerations(_ batch: IndexBatch, schema s: String, on connection: isolated PostgresConnection) throws -> [String: [Int]] {
         let entities = Set(batch.upserts.map(\.document.entity)).sorted()
         var maintained: [String: [Int]] = [:]
-        if !entities.isEmpty {
-            let keys = entities.map { "generation.\($0).maintained" }
-            let rows = try connection.query("SELECT key, value FROM \(s).state WHERE key = ANY($1::text[])", [PostgresArrayLiteral.make(keys)]).rows
-            for row in rows {
-                guard let key = row[0], let value = row[1] else { continue }
-                let entity = String(key.dropFirst("generation.".count).dropLast(".maintained".count))
-                maintained[entity] = value.split(separator: ",").compactMap { Int($0) }
-            }
+        guard !entities.isEmpty else { return maintained }
+        let keys = entities.map { "generation.\($0).maintained" }
+        let rows = try connection.query("SELECT key, value FROM \(s).state WHERE key = ANY($1::text[])", [PostgresArrayLiteral.make(keys)]).rows
+        for row in rows {
+            guard let key = row[0], let value = row[1] else { continue }
+            let entity = String(key.dropFirst("generation.".count).dropLast(".maintained".count))
+            maintained[entity] = value.split(separator: ",").compactMap { Int($0) }
         }
+        return maintained
+    }
+
+    /// The COPY input of the batch's upserts.
+    static func stage(_ batch: IndexBatch, maintained: [String: [Int]]) -> StagedUpserts {
         // One row per (entity, id, generation): a rebuild chunk's row and a stream change of the
         // same document may both target a generation; the newer one wins, the stream change on a tie
         // (as in the SQLite store, which writes it last).
@@ -176,6 +200,20 @@ extension PgVectorIndexStore {
                 }
             }
         }
+        return StagedUpserts(maintained: maintained, documents: documents.finished(), chunks: chunks.finished(), keeps: keeps)
+    }
+
+    /// The upserts: staged through binary COPY, stored vectors filled in for kept chunks, then
+    /// merged — a document is never replaced by an older version (lsn), and a chunk whose hash and
+    /// model did not change is not rewritten (no new row version, no HNSW insert).
+    ///
+    /// - Throws: ``MissingStoredVectors`` (the transaction then rolls back) when a kept chunk has no
+    ///   stored vector any more and no newer version of its document is stored.
+    static func upsert(_ batch: IndexBatch, schema s: String, on connection: isolated PostgresConnection, staged: StagedUpserts?) throws {
+        guard hasUpserts(batch) else { return }
+        let maintained = try maintainedGenerations(batch, schema: s, on: connection)
+        let input = staged.flatMap { $0.maintained == maintained ? $0 : nil } ?? stage(batch, maintained: maintained)
+        let keeps = input.keeps
         try connection.simpleQuery("""
             CREATE TEMP TABLE IF NOT EXISTS tidemark_staged_documents (
                 entity text, id text COLLATE "C", generation integer, content text, content_hash text, metadata jsonb,
@@ -188,10 +226,10 @@ extension PgVectorIndexStore {
             """)
         try connection.copyIn(
             "COPY tidemark_staged_documents (entity, id, generation, content, content_hash, metadata, source, model, lsn, partition, chunk_hashes) FROM STDIN (FORMAT binary)",
-            data: documents.finished())
+            data: input.documents)
         try connection.copyIn(
             "COPY tidemark_staged_chunks (entity, id, generation, seq, hash, model, text, embedding, lsn) FROM STDIN (FORMAT binary)",
-            data: chunks.finished())
+            data: input.chunks)
         if keeps {
             // A kept chunk takes the stored vector of a chunk of the document with its hash and model
             // (any generation).

@@ -225,8 +225,11 @@ import Testing
             try await store.ensureSearchIndex(entity: "e", dimensions: embedder.dimensions)
             try await store.ensureSearchIndex(entity: "e", dimensions: embedder.dimensions)  // a no-op the second time
             let approximate = try await store.search(entity: "e", vector: query, k: 10, filter: [:])
-            let overlap = Set(exact.map(\.id)).intersection(approximate.map(\.id)).count
-            #expect(overlap >= 8, "recall@10 of the HNSW index against the exact scan: \(overlap)/10")
+            // Many documents tie on the score (every "desk lamp number N" is as near as the next),
+            // so recall counts the approximate hits at least as near as the exact tenth, not ids.
+            let tenth = try #require(exact.last?.score)
+            let recalled = approximate.filter { $0.score >= tenth - 1e-4 }.count
+            #expect(exact.count == 10 && recalled >= 8, "recall@10 of the HNSW index against the exact scan: \(recalled)/10")
             let filtered = try await store.search(entity: "e", vector: query, k: 10, filter: ["group": "1"])
             #expect(filtered.count == 10 && filtered.allSatisfy { $0.metadata["group"] == "1" })
 
