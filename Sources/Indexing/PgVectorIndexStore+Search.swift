@@ -121,6 +121,10 @@ extension PgVectorIndexStore {
         do {
             try await buildSearchIndex(name: name, entity: entity, dimensions: dimensions, on: connection)
             await connection.close()
+        } catch is CancellationError {
+            await connection.close()
+            logger.info("search index build cancelled; it starts again when the agent next starts", metadata: ["entity": "\(entity)"])
+            throw CancellationError()
         } catch {
             await connection.close()
             throw IndexingError(.store, "cannot build the search index of \(entity) (\(dimensions) dimensions): \(error)", underlying: error)
@@ -141,7 +145,9 @@ extension PgVectorIndexStore {
         let started = ContinuousClock.now
         logger.info("building the search index", metadata: ["entity": "\(entity)", "index.name": "\(name)", "vector.dimensions": "\(dimensions)"])
         try await connection.query("SET maintenance_work_mem = \(PostgresConnection.quoteLiteral(configuration.maintenanceWorkMem))")
-        try await connection.query(
+        // Cancellable: an agent shutting down (or a test ending) does not wait out a build that can
+        // take minutes; the invalid index it leaves is dropped and built again next time.
+        try await connection.cancellableQuery(
             """
             CREATE INDEX CONCURRENTLY IF NOT EXISTS \(PostgresConnection.quoteIdentifier(name)) ON \(s).chunks
              USING hnsw ((embedding::vector(\(dimensions))) vector_cosine_ops) WITH (m = \(configuration.hnswM), ef_construction = \(configuration.hnswEFConstruction))

@@ -81,17 +81,14 @@ public struct CopyBinaryEncoder: Sendable {
         append32(value.bitPattern)
     }
 
-    /// `values` as big-endian `float4`s, in one copy (the hot path of vector writes).
+    /// `values` as big-endian `float4`s, in one copy (the hot path of vector writes). The words are
+    /// swapped in a scratch buffer and appended as raw bytes: no per-byte generic iteration, which
+    /// unoptimized (debug) builds would pay for on every element.
     public mutating func appendFloat32s(_ values: [Float]) {
-        let start = bytes.count
-        bytes.append(contentsOf: repeatElement(0, count: values.count * 4))
-        bytes.withUnsafeMutableBytes { raw in
-            guard let base = raw.baseAddress else { return }
-            let target = base + start
-            values.withUnsafeBufferPointer { source in
-                for (index, value) in source.enumerated() {
-                    target.storeBytes(of: value.bitPattern.bigEndian, toByteOffset: index * 4, as: UInt32.self)
-                }
+        values.withUnsafeBufferPointer { source in
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: source.count) { words in
+                for index in source.indices { words[index] = source[index].bitPattern.bigEndian }
+                bytes.append(contentsOf: UnsafeRawBufferPointer(words))
             }
         }
     }

@@ -27,6 +27,7 @@ public actor PostgresConnection {
     private var copyOutEnded = false
     /// The kind this connection was opened as.
     public nonisolated let kind: Kind
+    private nonisolated let canceller = QueryCanceller()
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         executor.asUnownedSerialExecutor()
@@ -92,6 +93,7 @@ public actor PostgresConnection {
         // does not, so they are dropped.
         PQsetNoticeProcessor(conn, { _, _ in }, nil)
         connection = conn
+        canceller.attach(conn)
         logger.debug(
             "connected",
             metadata: [
@@ -107,6 +109,7 @@ public actor PostgresConnection {
 
     /// Closes the connection. Further calls throw ``PostgresError/Code/closed``.
     public func close() {
+        canceller.detach()
         if let connection {
             PQfinish(connection)
             self.connection = nil
@@ -130,6 +133,37 @@ public actor PostgresConnection {
     }
 
     // MARK: - Queries
+
+    /// Asks the server to cancel the statement this connection runs now, from outside its thread
+    /// (the connection's own calls wait for it). The statement fails with ``PostgresError`` code
+    /// `queryFailed`, SQLSTATE 57014; the session stays usable. Does nothing when none runs.
+    public nonisolated func cancelRunningStatement() {
+        canceller.cancel()
+    }
+
+    /// Runs ``query(_:_:)`` so that cancelling the calling task cancels the statement on the server
+    /// (a long `CREATE INDEX`, for one): the call then throws `CancellationError`.
+    @discardableResult
+    public nonisolated func cancellableQuery(_ sql: String, _ parameters: [String?] = []) async throws -> QueryResult {
+        try Task.checkCancellation()
+        do {
+            return try await withTaskCancellationHandler {
+                try await self.queryUnlessCancelled(sql, parameters)
+            } onCancel: {
+                self.canceller.cancel()
+            }
+        } catch {
+            if Task.isCancelled { throw CancellationError() }
+            throw error
+        }
+    }
+
+    /// A cancellation that came before the statement reached the connection's thread finds nothing
+    /// to cancel on the server: such a statement is not sent.
+    private func queryUnlessCancelled(_ sql: String, _ parameters: [String?]) throws -> QueryResult {
+        try Task.checkCancellation()
+        return try query(sql, parameters)
+    }
 
     /// Runs one statement with bound parameters (extended protocol) and returns its text results.
     ///

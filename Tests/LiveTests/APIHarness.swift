@@ -108,9 +108,8 @@ func withAPI(
         serverConfiguration.sampleInterval = .milliseconds(200)
         serverConfiguration.eventInterval = .milliseconds(200)
         let server = APIServer(configuration: serverConfiguration, agent: agent, metrics: metrics, logger: testLogger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: server), .init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)],
-            logger: testLogger))
+        let group = ServiceGroup(configuration: .bounded(
+            services: [.init(service: server), .init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)]))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             do {

@@ -51,7 +51,7 @@ func withAgent(
     _ body: (Agent, any IndexStore) async throws -> Void
 ) async throws {
     let agent = Agent(configuration: configuration, logger: testLogger, embedder: embedder)
-    let group = ServiceGroup(configuration: .init(services: [agent], logger: testLogger))
+    let group = ServiceGroup(configuration: .bounded(services: [.init(service: agent)]))
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
         do {
@@ -64,6 +64,18 @@ func withAgent(
         }
         await group.triggerGracefulShutdown()
         try await tasks.waitForAll()
+    }
+}
+
+extension ServiceGroupConfiguration {
+    /// A group whose shutdown cannot hang a test run: a graceful shutdown still running after two
+    /// minutes is escalated to cancellation, and a cancellation not done a minute later stops the
+    /// process with the service's name (a test run that ends is better than one CI must kill).
+    static func bounded(services: [ServiceGroupConfiguration.ServiceConfiguration]) -> ServiceGroupConfiguration {
+        var configuration = ServiceGroupConfiguration(services: services, logger: testLogger)
+        configuration.maximumGracefulShutdownDuration = .seconds(120)
+        configuration.maximumCancellationDuration = .seconds(60)
+        return configuration
     }
 }
 

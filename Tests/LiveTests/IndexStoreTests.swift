@@ -247,4 +247,57 @@ import Testing
             #expect(plan.contains(name), "the planner uses \(name):\n\(plan)")
         }
     }
+    /// pgvector: a build whose task is cancelled (an agent shutting down) stops on the server at
+    /// once, and the next build replaces the invalid index it left.
+    @Test(arguments: LiveCase.eachStore.filter { $0.index != .sqlite })
+    func aCancelledSearchIndexBuildStopsAtOnceAndIsRebuiltLater(live: LiveCase) async throws {
+        try await withStore(live) { store in
+            let vectorStore = try #require(store as? PgVectorIndexStore)
+            var batch = IndexBatch()
+            for index in 0..<200 { batch.upserts.append(embedded(document(String(index), "item number \(index)"))) }
+            try await store.apply(batch, state: [:])
+            // A writer's lock on the chunk table holds `CREATE INDEX CONCURRENTLY` at its start for
+            // as long as the writer's transaction stays open.
+            let writer = try await PostgresConnection.connect(vectorStore.configuration.url, logger: testLogger)
+            try await writer.query("BEGIN")
+            try await writer.query("LOCK TABLE \(vectorStore.configuration.schema).chunks IN ROW EXCLUSIVE MODE")
+            let build = Task { try await store.ensureSearchIndex(entity: "e", dimensions: embedder.dimensions) }
+            let watcher = try await PostgresConnection.connect(vectorStore.configuration.url, logger: testLogger)
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try await watcher.query(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tidemark-index-build' AND query LIKE 'CREATE INDEX%' AND state = 'active'"
+            ).rows.first?.first != "1" {
+                try #require(ContinuousClock.now < deadline, "the build never started")
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let finished = Shared(false)
+            let outcome = Task {
+                defer { finished.value.withLock { $0 = true } }
+                return await build.result
+            }
+            build.cancel()
+            let cancelled = ContinuousClock.now
+            while !finished.value.withLock({ $0 }), ContinuousClock.now - cancelled < .seconds(10) {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            // A build that ignores its cancellation waits for the writer: end the writer so that
+            // the test fails instead of hanging.
+            let stoppedInTime = finished.value.withLock { $0 }
+            #expect(stoppedInTime, "the build went on after its task was cancelled")
+            if !stoppedInTime { try await writer.query("ROLLBACK") }
+            let result = await outcome.value
+            #expect(throws: CancellationError.self) { try result.get() }
+            let name = PgVectorIndexStore.searchIndexName(entity: "e", dimensions: embedder.dimensions)
+            let validity = "SELECT i.indisvalid::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1"
+            if stoppedInTime {
+                #expect(try await watcher.query(validity, [name]).rows.first?.first != "true", "no valid index after a cancelled build")
+            }
+            if stoppedInTime { try await writer.query("ROLLBACK") }
+            await writer.close()
+            try await store.ensureSearchIndex(entity: "e", dimensions: embedder.dimensions)
+            #expect(try await watcher.query(validity, [name]).rows == [["true"]])
+            await watcher.close()
+        }
+    }
 }
+

@@ -28,6 +28,37 @@ import Testing
         }
     }
 
+    /// A cancelled task cancels its statement on the server (an agent shutting down must not wait
+    /// out a long index build); the session stays usable, and a statement whose task was cancelled
+    /// before it ran is never sent.
+    @Test(arguments: LiveServer.all)
+    func cancellingTheTaskCancelsTheStatementOnTheServer(server: LiveServer) async throws {
+        try await withDatabase(on: server) { db in
+            // A session of its own: `db.connection` watches it meanwhile.
+            let connection = try await PostgresConnection.connect(db.url, logger: testLogger)
+            defer { Task { await connection.close() } }
+            let started = ContinuousClock.now
+            let sleeper = Task { try await connection.cancellableQuery("SELECT pg_sleep(60)") }
+            // Wait until the statement runs on the server, then cancel the task.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while try await db.scalar("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'") != "1" {
+                try #require(ContinuousClock.now < deadline, "the statement never started")
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            sleeper.cancel()
+            await #expect(throws: CancellationError.self) { try await sleeper.value }
+            #expect(ContinuousClock.now - started < .seconds(30), "waited out the statement")
+            #expect(try await connection.query("SELECT 3").rows == [["3"]])
+            // Cancelled before it runs: not sent at all.
+            let early = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await connection.cancellableQuery("CREATE TABLE never_made (id int)")
+            }
+            await #expect(throws: CancellationError.self) { try await early.value }
+            #expect(try await db.scalar("SELECT to_regclass('never_made') IS NULL") == "t")
+        }
+    }
+
     @Test(arguments: LiveServer.all)
     func copyOutStreamsInBoundedPieces(server: LiveServer) async throws {
         try await withDatabase(on: server) { db in
