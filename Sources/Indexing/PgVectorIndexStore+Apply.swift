@@ -13,8 +13,9 @@ extension PgVectorIndexStore {
     public func apply(_ batch: IndexBatch, state: [String: String]) async throws {
         let s = self.s
         // The COPY input is encoded before the transaction opens, so the transaction holds only the
-        // server's work; the generations it was encoded for are checked again inside (only this
-        // store's writer changes them, so a re-encoding there is the rare exception).
+        // server's work; the generations it was encoded for are read again inside, and the input is
+        // encoded anew when they changed meanwhile (a rebuild started or finished by this agent, or a
+        // rollback by a second process such as `tidemark job ID rollback` without the API): rare.
         var staged: StagedUpserts?
         if Self.hasUpserts(batch) {
             let maintained = try await write { connection in
