@@ -3,7 +3,11 @@
 // same rows, in one run.
 //
 //   swift run -c release BackfillBenchmark --source postgres://postgres@127.0.0.1:54315/postgres [--rows 1000000]
-//       [--index sqlite|pgvector] [--hnsw after|before] [--embedder builtin|static]
+//       [--index sqlite|pgvector] [--hnsw after|before] [--embedder builtin|static] [--searches 500]
+//
+// After the load (and the HNSW build), `--searches` queries (default 500, 0 to skip) of k = 10 run
+// one after another against the loaded index: their latency p50/p99, with and without a metadata
+// filter, query embedding included.
 //
 // With pgvector (the source must be the PostgreSQL 18 server, whose build has it) the index lives in a
 // database of its own on the same server; `--hnsw after` (the agent's way) builds the HNSW index once
@@ -21,12 +25,13 @@ import Sync
 func main() async throws {
     var source = ProcessInfo.processInfo.environment["TIDEMARK_TEST_PG15_URL"] ?? "postgres://postgres@127.0.0.1:54315/postgres"
     var rows = 1_000_000
-    let values = try BenchmarkSupport.options(CommandLine.arguments, known: ["--source", "--rows", "--index", "--hnsw", "--embedder"])
+    let values = try BenchmarkSupport.options(CommandLine.arguments, known: ["--source", "--rows", "--index", "--hnsw", "--embedder", "--searches"])
     source = values["--source"] ?? source
     rows = values["--rows"].flatMap { Int($0) } ?? rows
     let indexKind = values["--index"] ?? "sqlite"
     let hnswBefore = values["--hnsw"] == "before"
     let embedderKind = values["--embedder"] ?? "builtin"
+    let searches = values["--searches"].flatMap { Int($0) } ?? 500
     var logger = Logger(label: "bench")
     logger.logLevel = .error
     let (url, version) = try await BenchmarkSupport.recreateDatabase("tidemark_backfill_bench", source: source, logger: logger)
@@ -110,6 +115,27 @@ func main() async throws {
     print(String(format: "  tidemark backfill (chunks, embed, %@): %6.0f rows/s  (%.2f s, %d chunks, %d documents)", indexKind, Double(rows) / backfillSeconds, backfillSeconds, chunks, documents))
     if hnswSeconds > 0 {
         print(String(format: "  HNSW index built after the load:     %.2f s (load + index: %.0f rows/s)", hnswSeconds, Double(rows) / (backfillSeconds + hnswSeconds)))
+    }
+    if searches > 0 {
+        // Queries made of the table's own words, so they have near neighbours.
+        let words = ["lamp", "desk", "oak", "item", "short", "description", "words"]
+        var random = SystemRandomNumberGenerator()
+        for (label, filter) in [("no filter", [String: String]()), ("filter category = 7", ["category": "7"])] {
+            var latencies: [Double] = []
+            latencies.reserveCapacity(searches)
+            for index in 0..<searches {
+                let query = "\(words[index % words.count]) \(words[Int.random(in: 0..<words.count, using: &random)]) item \(Int.random(in: 1...rows, using: &random))"
+                let started = ContinuousClock.now
+                let vector = try await embedder.embed([query])[0]
+                let hits = try await store.search(entity: "item", vector: vector, k: 10, filter: filter)
+                latencies.append((ContinuousClock.now - started).seconds * 1_000)
+                if hits.isEmpty { throw BenchmarkError("search \(index) (\(label)) found nothing") }
+            }
+            latencies.sort()
+            let p50 = latencies[latencies.count / 2]
+            let p99 = latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
+            print(String(format: "  search k=10 over %d documents, %@: p50 %.2f ms, p99 %.2f ms (%d queries)", documents, label, p50, p99, searches))
+        }
     }
     print(String(format: "peak RSS of the process (agent and driver): %.1f MB", BenchmarkSupport.peakRSSMegabytes()))
     await db.close()

@@ -4,7 +4,10 @@
 //
 //   swift run -c release PipelineBenchmark --source postgres://postgres@127.0.0.1:54315/postgres \
 //       --bin /usr/lib/postgresql/15/bin [--inserts 200000] [--updates 100000] [--rate 1000] [--seconds 20]
-//       [--api on|off] [--status-rate 100]
+//       [--api on|off] [--status-rate 100] [--index sqlite|pgvector]
+//
+// With `--index pgvector` (the source must be the PostgreSQL 18 server, whose build has pgvector) the
+// index lives in a database of its own on the same server.
 //
 // With `--api on` the agent runs as `tidemark run` does: with its API server and metrics, scraped
 // once a second (`/metrics`, `/api/status`) during the throughput phase, and `/api/status` is
@@ -31,11 +34,13 @@ struct Options {
     var seconds = 20
     var api = false
     var statusRate = 100
+    var index = "sqlite"
 
     init(_ arguments: [String]) throws {
         let values = try BenchmarkSupport.options(
-            arguments, known: ["--source", "--bin", "--inserts", "--updates", "--rate", "--seconds", "--api", "--status-rate"])
+            arguments, known: ["--source", "--bin", "--inserts", "--updates", "--rate", "--seconds", "--api", "--status-rate", "--index"])
         api = values["--api"] == "on"
+        index = values["--index"] ?? index
         statusRate = values["--status-rate"].flatMap { Int($0) } ?? statusRate
         source = values["--source"] ?? source
         bin = values["--bin"] ?? bin
@@ -51,7 +56,7 @@ func insertLSN(_ connection: PostgresConnection) async throws -> LSN {
     return try LSN.parse(text ?? "")
 }
 
-func waitForCheckpoint(_ store: SQLiteIndexStore, _ target: LSN) async throws {
+func waitForCheckpoint(_ store: any IndexStore, _ target: LSN) async throws {
     while true {
         if let text = try await store.state("checkpoint"), let lsn = LSN(text), lsn >= target { return }
         try await Task.sleep(for: .milliseconds(5))
@@ -137,8 +142,19 @@ func main() async throws {
     configuration.source.slot = "bench_agent"
     configuration.source.publication = "bench"
     configuration.source.heartbeatInterval = .milliseconds(100)
-    configuration.index = .sqlite(path: indexPath)
-    let store = try SQLiteIndexStore(configuration: .init(path: indexPath), logger: logger)
+    let store: any IndexStore
+    switch options.index {
+    case "sqlite":
+        configuration.index = .sqlite(path: indexPath)
+        store = try SQLiteIndexStore(configuration: .init(path: indexPath), logger: logger)
+    case "pgvector":
+        let (indexURL, _) = try await BenchmarkSupport.recreateDatabase("tidemark_pipeline_bench_index", source: options.source, logger: logger)
+        configuration.index = .pgvector(url: indexURL, schema: "tidemark")
+        store = try await PgVectorIndexStore.open(configuration: .init(url: indexURL), logger: logger)
+    default:
+        throw BenchmarkError("--index is sqlite or pgvector")
+    }
+    print("index: \(options.index)")
 
     // 1. First start: creates publication and slot, loads the (empty) table; wait for that job.
     try await withAgent(configuration, logger: logger) { _ in
@@ -191,8 +207,8 @@ func main() async throws {
     print("")
     print("streaming throughput (\(changes) changes, \(documents) documents in the index)")
     print(String(format: "  pg_recvlogical (decode only):              %8.0f changes/s  (%.2f s)", Double(changes) / recvSeconds, recvSeconds))
-    print(String(format: "  tidemark (decode, render, embed, SQLite):  %8.0f changes/s  (%.2f s)  ratio %.2f×",
-                 Double(changes) / agentSeconds, agentSeconds, recvSeconds / agentSeconds))
+    print(String(format: "  tidemark (decode, render, embed, %@):%@ %8.0f changes/s  (%.2f s)  ratio %.2f×",
+                 options.index, String(repeating: " ", count: max(0, 9 - options.index.count)), Double(changes) / agentSeconds, agentSeconds, recvSeconds / agentSeconds))
     print("  batches \(statistics.batches), embedded \(statistics.embeddedDocuments) documents in \(statistics.embeddingCalls) calls, skipped \(statistics.embeddingsSkipped)")
 
     // 3. Latency at a steady rate: 10-row transactions every 10 ms for 1000 rows/s.
@@ -263,6 +279,10 @@ func main() async throws {
     print(String(format: "peak RSS of the process (agent and driver): %.1f MB", BenchmarkSupport.peakRSSMegabytes()))
 
     await db.close()
+    if let vectorStore = store as? PgVectorIndexStore {
+        await vectorStore.close()
+        try await BenchmarkSupport.dropDatabase("tidemark_pipeline_bench_index", source: options.source, logger: logger)
+    }
     try await BenchmarkSupport.dropDatabase("tidemark_pipeline_bench", source: options.source, logger: logger)
 }
 

@@ -16,6 +16,9 @@ public struct AgentClient: Sendable {
         public var token: String?
         /// Longest a call may take. Default 10 s.
         public var timeout: Duration = .seconds(10)
+        /// Longest ``AgentClient/isUp(slot:entities:)`` waits for a listening agent's answer.
+        /// Default 10 s.
+        public var probeTimeout: Duration = .seconds(10)
 
         public init(baseURL: String, token: String? = nil) {
             self.baseURL = baseURL
@@ -46,12 +49,21 @@ public struct AgentClient: Sendable {
         self.logger = logger
     }
 
-    /// Whether the agent of replication slot `slot` with these `entities` answers `/healthz` within
-    /// a second (another agent at the address does not count).
+    /// Whether the agent of replication slot `slot` with these `entities` answers `/healthz` (another
+    /// agent at the address does not count).
+    ///
+    /// Nothing listening is known at once (a refused connection, checked before any HTTP). An agent
+    /// that listens answers, but a busy one (a large backfill on a small machine) may take seconds,
+    /// and taking it for absent would send the command to the index file behind the agent's back,
+    /// where no agent ever runs the job: its answer is awaited for up to
+    /// ``Configuration/probeTimeout``.
     public func isUp(slot: String, entities: [String]) async -> Bool {
+        guard let url = URL(string: configuration.baseURL), let host = url.host, let port = url.port,
+            TCPProbe.accepts(host: host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: port)
+        else { return false }
         var request = HTTPClientRequest(url: configuration.baseURL + "/healthz")
         request.method = .GET
-        guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(1)),
+        guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(configuration.probeTimeout.components.seconds)),
             let body = try? await response.body.collect(upTo: 1 << 16), response.status == .ok,
             let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any]
         else { return false }

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// The `tidemark run` processes of a test, one at a time on the same configuration and index, each
 /// writing its own log file (`agent-N.log`). Tells a stop the test asked for from an agent that
@@ -79,8 +80,8 @@ final class AgentSupervisor {
     }
 
     /// Runs a `tidemark` command (not the agent) to its end.
-    func command(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
-        try TidemarkBinary.run(binary, arguments + ["--config", configPath])
+    func command(_ arguments: [String]) async throws -> (status: Int32, output: String, error: String) {
+        try await TidemarkBinary.run(binary, arguments + ["--config", configPath])
     }
 
     private static func ending(_ process: Process) -> String {

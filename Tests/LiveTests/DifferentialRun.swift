@@ -242,14 +242,14 @@ final class DifferentialRun {
         case .dropSlot:
             return try await dropSlot()
         case .rebuild(let entity):
-            return try command(["backfill", entity, "--rebuild", "--no-wait"])
+            return try await command(["backfill", entity, "--rebuild", "--no-wait"])
         case .backfillIDs(let entity, let ids):
-            return try command(["backfill", entity, "--ids"] + ids + ["--no-wait"])
+            return try await command(["backfill", entity, "--ids"] + ids + ["--no-wait"])
         }
     }
 
-    private func command(_ arguments: [String]) throws -> String {
-        let result = try agent.command(arguments)
+    private func command(_ arguments: [String]) async throws -> String {
+        let result = try await agent.command(arguments)
         let output = (result.output + result.error).trimmingCharacters(in: .whitespacesAndNewlines)
         if result.status != 0 {
             roundProblems.append("tidemark \(arguments.joined(separator: " ")) exited \(result.status): \(output)")
@@ -396,7 +396,7 @@ final class DifferentialRun {
     /// A validation, run again for the entities it skipped (a backfill the watcher queued after a
     /// truncate of the round) once the agent has caught up.
     private func settledValidation(_ arguments: [String]) async throws -> [ValidationRecord] {
-        var records = try validationRecords(arguments)
+        var records = try await validationRecords(arguments)
         for _ in 0..<5 where records.contains(where: { $0.status == .skipped }) {
             if let lag = try await waitUntilCaughtUp(try await database.currentLSN()) {
                 roundProblems.append("while waiting to validate again: \(lag)")
@@ -404,15 +404,15 @@ final class DifferentialRun {
             }
             for (index, record) in records.enumerated() where record.status == .skipped {
                 let command = record.kind == .repair ? "repair" : "validate"
-                if let retried = try validationRecords([command, record.entity, "--json"]).first { records[index] = retried }
+                if let retried = try await validationRecords([command, record.entity, "--json"]).first { records[index] = retried }
             }
         }
         return records
     }
 
     /// Runs a `tidemark validate … --json` and decodes its records; an unreadable answer is a problem.
-    private func validationRecords(_ arguments: [String]) throws -> [ValidationRecord] {
-        let answer = try agent.command(arguments)
+    private func validationRecords(_ arguments: [String]) async throws -> [ValidationRecord] {
+        let answer = try await agent.command(arguments)
         var records: [ValidationRecord] = []
         for line in answer.output.split(separator: "\n") {
             guard let record = try? JSONDecoder().decode(ValidationRecord.self, from: Data(line.utf8)) else {

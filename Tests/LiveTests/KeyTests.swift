@@ -100,7 +100,7 @@ import Testing
                 #expect(!table.isSyncable && table.keyColumns.isEmpty, "\(name): key \(table.keyColumns)")
             }
             if let binary = TidemarkBinary.path {
-                let output = try TidemarkBinary.run(binary, ["discover", "--source", db.url])
+                let output = try await TidemarkBinary.run(binary, ["discover", "--source", db.url])
                 #expect(output.output.contains("public.notes: REPLICA IDENTITY FULL"), "\(output.output)")
                 #expect(output.output.contains("ALTER COLUMN code SET NOT NULL"), "\(output.output)")
             }

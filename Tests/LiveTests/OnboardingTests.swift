@@ -24,14 +24,14 @@ import Testing
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: directory) }
             let path = directory + "/tidemark.yml"
-            let result = try TidemarkBinary.run(binary, ["init", "--source", db.url, "--output", path, "--index", directory + "/index.db"])
+            let result = try await TidemarkBinary.run(binary, ["init", "--source", db.url, "--output", path, "--index", directory + "/index.db"])
             #expect(result.status == 0, "\(result.error)")
             #expect(result.output.contains("2 entities from 3 tables"), "\(result.output)")
             let text = try String(contentsOfFile: path, encoding: .utf8)
             #expect(text.contains("ok: wal_level = logical"), "\(text)")
             #expect(text.contains("public.events: no primary key"), "\(text)")
             // Refuses to overwrite without --force.
-            #expect(try TidemarkBinary.run(binary, ["init", "--source", db.url, "--output", path]).status != 0)
+            #expect(try await TidemarkBinary.run(binary, ["init", "--source", db.url, "--output", path]).status != 0)
 
             var configuration = try ConfigurationLoader(environment: [:]).load(path: path)
             #expect(configuration.entities.map(\.name) == ["crm_contacts", "products"])
@@ -73,34 +73,18 @@ import Testing
                 """.write(toFile: path, atomically: true, encoding: .utf8)
             var environment = ProcessInfo.processInfo.environment
             environment["TIDEMARK_API_LISTEN"] = "127.0.0.1:\(port)"
-            let queued = try Self.run(binary, ["backfill", "product", "--ids", "1", "2", "--config", path], environment: environment)
+            let queued = try await TidemarkBinary.run(binary, ["backfill", "product", "--ids", "1", "2", "--config", path], environment: environment)
             #expect(queued.status == 0, "\(queued.error)")
             let id = try #require(queued.output.split(separator: " ").dropFirst().first.map(String.init), "\(queued.output)")
             let job = try #require(try await api.store.job(id), "the job is in the agent's index: \(queued.output)")
             #expect(job.kind == .ids && job.estimatedTotal == 2 && job.status == .completed, "\(job)")
             #expect(!FileManager.default.fileExists(atPath: directory + "/elsewhere.db"), "the command did not open its own index")
-            let paused = try Self.run(binary, ["job", id, "pause", "--config", path], environment: environment)
+            let paused = try await TidemarkBinary.run(binary, ["job", id, "pause", "--config", path], environment: environment)
             #expect(paused.status != 0 && paused.error.contains("only queued, running or paused"), "\(paused.error)")
-            let shown = try Self.run(binary, ["job", id, "--config", path], environment: environment)
+            let shown = try await TidemarkBinary.run(binary, ["job", id, "--config", path], environment: environment)
             #expect(shown.status == 0 && shown.output.contains(id), "\(shown.error)")
-            let retried = try Self.run(binary, ["dead-letters", "--retry", "--config", path], environment: environment)
+            let retried = try await TidemarkBinary.run(binary, ["dead-letters", "--retry", "--config", path], environment: environment)
             #expect(retried.status == 0, "\(retried.error)")
         }
-    }
-
-    static func run(_ binary: String, _ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.environment = environment
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let error = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: error, as: UTF8.self))
     }
 }

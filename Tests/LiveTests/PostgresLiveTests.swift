@@ -166,15 +166,15 @@ import Testing
         let binary = try #require(TidemarkBinary.path, "build the tidemark executable first (swift build)")
         try await withDatabase(on: server) { db in
             try await db.exec("CREATE TABLE keyless (note text); CREATE TABLE fine (id int PRIMARY KEY, note text)")
-            let table = try TidemarkBinary.run(binary, ["discover", "--source", db.url])
+            let table = try await TidemarkBinary.run(binary, ["discover", "--source", db.url])
             #expect(table.status == 0)
             #expect(table.output.contains("public.fine"))
             #expect(table.output.contains("public.keyless: no primary key"))
-            let json = try TidemarkBinary.run(binary, ["discover", "--source", db.url, "--json"])
+            let json = try await TidemarkBinary.run(binary, ["discover", "--source", db.url, "--json"])
             let decoded = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [[String: Any]]
             let keyless = decoded?.first { ($0["table"] as? [String: Any])?["name"] as? String == "keyless" }
             #expect((keyless?["unsyncable_reason"] as? String)?.contains("no primary key") == true)
-            let unreachable = try TidemarkBinary.run(binary, ["discover", "--source", "postgres://u:hunter2@127.0.0.1:1/x"])
+            let unreachable = try await TidemarkBinary.run(binary, ["discover", "--source", "postgres://u:hunter2@127.0.0.1:1/x"])
             #expect(unreachable.status == 1)
             #expect(unreachable.error.contains("cannot connect"))
             #expect(!unreachable.error.contains("hunter2"))
@@ -202,19 +202,48 @@ enum TidemarkBinary {
         return environment
     }
 
-    static func run(_ binary: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+    /// Runs a `tidemark` command to its end and returns its exit status and output.
+    ///
+    /// Waits by polling, never by blocking a thread of the cooperative pool (the agent of the same
+    /// test runs there), and at most `timeout`: a command still running then is killed and the test
+    /// gets an issue naming it, instead of the whole run hanging.
+    static func run(
+        _ binary: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Duration = .seconds(180),
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> (status: Int32, output: String, error: String) {
+        let base = NSTemporaryDirectory() + "tidemark-command-\(UUID().uuidString)"
+        let outPath = base + ".out"
+        let errPath = base + ".err"
+        FileManager.default.createFile(atPath: outPath, contents: nil)
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(atPath: outPath)
+            try? FileManager.default.removeItem(atPath: errPath)
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
-        process.environment = TidemarkBinary.environment
-        let out = Pipe()
-        let err = Pipe()
+        process.environment = environment ?? TidemarkBinary.environment
+        process.standardInput = FileHandle.nullDevice
+        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+        let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let error = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self), String(decoding: error, as: UTF8.self))
+        try? out.close()
+        try? err.close()
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now >= deadline {
+                Issue.record("`tidemark \(arguments.joined(separator: " "))` did not end within \(timeout); killed", sourceLocation: sourceLocation)
+                _ = Glibc.kill(process.processIdentifier, SIGKILL)
+                while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+                break
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let error = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        return (process.terminationStatus, output, error)
     }
 }
