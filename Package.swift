@@ -144,6 +144,7 @@ let package = Package(
                 "Indexing",
                 "Sync",
                 "Postgres",
+                "TestEmbeddingServer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Backfill throughput beside COPY of the same rows, and peak RSS (see Docs/backfill.md).
-#   Scripts/bench-backfill.sh [--rows N] [--embedder builtin|static]
+#   Scripts/bench-backfill.sh [--rows N] [--embedder builtin|static|provider] [--searches N]
 #   Scripts/bench-backfill.sh --index pgvector [--hnsw after|before]   # on the PostgreSQL 18 server (pgvector)
 set -euo pipefail
 cd "$(dirname "$0")/.."

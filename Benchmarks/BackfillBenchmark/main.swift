@@ -3,7 +3,11 @@
 // same rows, in one run.
 //
 //   swift run -c release BackfillBenchmark --source postgres://postgres@127.0.0.1:54315/postgres [--rows 1000000]
-//       [--index sqlite|pgvector] [--hnsw after|before] [--embedder builtin|static] [--searches 500]
+//       [--index sqlite|pgvector] [--hnsw after|before] [--embedder builtin|static|provider] [--searches 500]
+//
+// `--embedder provider` embeds through the OpenAI-compatible client against the local test provider
+// (`TestEmbeddingServer`, 100 ms a request) with a budget of 3000 requests/min × 256 inputs and 16
+// requests in flight, and reports the request rate achieved against the rate the budget allows.
 //
 // After the load (and the HNSW build), `--searches` queries (default 500, 0 to skip) of k = 10 run
 // one after another against the loaded index: their latency p50/p99, with and without a metadata
@@ -15,12 +19,14 @@
 // inserted grows it.
 import BenchmarkSupport
 import Capture
+import Embedding
 import Foundation
 import Indexing
 import Logging
 import Postgres
 import ServiceLifecycle
 import Sync
+import TestEmbeddingServer
 
 func main() async throws {
     var source = ProcessInfo.processInfo.environment["TIDEMARK_TEST_PG15_URL"] ?? "postgres://postgres@127.0.0.1:54315/postgres"
@@ -59,6 +65,21 @@ func main() async throws {
         entities: [.init(name: "item", table: TableName(schema: "public", name: "items"), content: "{{title}}\n{{body}}", metadata: ["category"])])
     configuration.source.slot = "bench_backfill"
     if embedderKind == "static" { configuration.embedder.kind = .static }
+    var provider: TestEmbeddingServer?
+    let budgetRPM = 3_000
+    if embedderKind == "provider" {
+        var server = TestEmbeddingServer.Configuration()
+        server.latency = .milliseconds(100)
+        let started = try await TestEmbeddingServer.start(server)
+        var openai = OpenAIEmbedder.Configuration(url: started.baseURL, model: "bench-model")
+        openai.requestsPerMinute = budgetRPM
+        openai.maxInputs = 256
+        openai.concurrency = 16
+        configuration.embedder.kind = .openai
+        configuration.embedder.openai = openai
+        configuration.pipeline.embeddingConcurrency = 16
+        provider = started
+    }
     let embedder = try Agent.makeEmbedder(configuration, logger: logger)
     let store: any IndexStore
     var vectorStore: PgVectorIndexStore?
@@ -136,6 +157,17 @@ func main() async throws {
             let p99 = latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
             print(String(format: "  search k=10 over %d documents, %@: p50 %.2f ms, p99 %.2f ms (%d queries)", documents, label, p50, p99, searches))
         }
+    }
+    if let provider {
+        let requests = provider.requests.filter { $0.status == 200 }.sorted { $0.arrivedAt < $1.arrivedAt }
+        let allowed = Double(budgetRPM) / 60
+        let burst = (budgetRPM + 59) / 60
+        let span = (requests.last.map { $0.arrivedAt - (requests.first?.arrivedAt ?? $0.arrivedAt) } ?? .zero).seconds
+        let steady = span > 0 ? Double(max(0, requests.count - burst)) / span : 0
+        let inputs = requests.reduce(0) { $0 + $1.inputs }
+        print(String(format: "  provider: %d requests, %d inputs over %.2f s; %.1f requests/s after the first window's burst = %.1f%% of the allowed %.1f",
+                     requests.count, inputs, span, steady, steady / allowed * 100, allowed))
+        await provider.stop()
     }
     print(String(format: "peak RSS of the process (agent and driver): %.1f MB", BenchmarkSupport.peakRSSMegabytes()))
     await db.close()
