@@ -18,8 +18,9 @@ extension PgVectorIndexStore {
         // rollback by a second process such as `tidemark job ID rollback` without the API): rare.
         var staged: StagedUpserts?
         if Self.hasUpserts(batch) {
-            let maintained = try await write { connection in
-                try Self.maintainedGenerations(batch, schema: s, on: connection)
+            // On the read connection: no transaction on the writer, which the check inside covers.
+            let maintained = try await read { connection in
+                try await Self.maintainedGenerations(batch, schema: s, on: connection)
             }
             staged = Self.stage(batch, maintained: maintained)
         }

@@ -134,13 +134,6 @@ public actor PostgresConnection {
 
     // MARK: - Queries
 
-    /// Asks the server to cancel the statement this connection runs now, from outside its thread
-    /// (the connection's own calls wait for it). The statement fails with ``PostgresError`` code
-    /// `queryFailed`, SQLSTATE 57014; the session stays usable. Does nothing when none runs.
-    public nonisolated func cancelRunningStatement() {
-        canceller.cancel()
-    }
-
     /// Runs ``query(_:_:)`` so that cancelling the calling task cancels the statement on the server
     /// (a long `CREATE INDEX`, for one): the call then throws `CancellationError`.
     @discardableResult

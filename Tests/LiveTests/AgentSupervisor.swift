@@ -45,7 +45,7 @@ final class AgentSupervisor {
         stopped = true
         guard current.process.isRunning else { return "agent run \(starts) had ended by itself before SIGKILL (\(Self.ending(current.process)))" }
         current.kill(SIGKILL)
-        guard await Self.waitForExit(current.process, timeout: .seconds(10)) else { return "agent run \(starts) survived SIGKILL for 10 s" }
+        guard await current.process.exited(within: .seconds(10)) else { return "agent run \(starts) survived SIGKILL for 10 s" }
         return nil
     }
 
@@ -64,9 +64,9 @@ final class AgentSupervisor {
             try? await Task.sleep(for: .milliseconds(20))
         }
         current.kill(SIGTERM)
-        guard await Self.waitForExit(current.process, timeout: timeout) else {
+        guard await current.process.exited(within: timeout) else {
             current.kill(SIGKILL)
-            _ = await Self.waitForExit(current.process, timeout: .seconds(10))
+            _ = await current.process.exited(within: .seconds(10))
             return "agent run \(starts) did not exit within \(timeout) of SIGTERM (killed)"
         }
         if current.process.terminationReason == .exit && current.process.terminationStatus == 0 { return nil }
@@ -87,11 +87,14 @@ final class AgentSupervisor {
     private static func ending(_ process: Process) -> String {
         process.terminationReason == .exit ? "exit status \(process.terminationStatus)" : "signal \(process.terminationStatus)"
     }
+}
 
-    /// Polls instead of `waitUntilExit`, which would block a thread of the cooperative pool.
-    private static func waitForExit(_ process: Process, timeout: Duration) async -> Bool {
+extension Process {
+    /// Whether the process has ended within `timeout`. Polls instead of `waitUntilExit`, which would
+    /// block a thread of the cooperative pool.
+    func exited(within timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
+        while isRunning {
             guard ContinuousClock.now < deadline else { return false }
             try? await Task.sleep(for: .milliseconds(20))
         }

@@ -232,15 +232,10 @@ enum TidemarkBinary {
         try process.run()
         try? out.close()
         try? err.close()
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
-            if ContinuousClock.now >= deadline {
-                Issue.record("`tidemark \(arguments.joined(separator: " "))` did not end within \(timeout); killed", sourceLocation: sourceLocation)
-                _ = Glibc.kill(process.processIdentifier, SIGKILL)
-                while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
-                break
-            }
-            try? await Task.sleep(for: .milliseconds(20))
+        if await !process.exited(within: timeout) {
+            Issue.record("`tidemark \(arguments.joined(separator: " "))` did not end within \(timeout); killed", sourceLocation: sourceLocation)
+            _ = Glibc.kill(process.processIdentifier, SIGKILL)
+            _ = await process.exited(within: .seconds(60))
         }
         let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let error = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
