@@ -23,6 +23,9 @@ public struct Document: Sendable, Equatable {
     /// The pieces of ``content`` that are embedded, each with its own vector: one chunk (the whole
     /// content) unless the content is longer than the chunking budget (see `TextChunker`).
     public var chunks: [DocumentChunk]
+    /// What validation may trust about the document without reading it (see ``DocumentCheck``);
+    /// `nil` when unknown.
+    public var check: DocumentCheck?
 
     public init(
         entity: String, id: String, content: String, contentHash: String, metadata: [String: String?],
@@ -37,6 +40,32 @@ public struct Document: Sendable, Equatable {
         self.sourceValues = sourceValues
         self.lsn = lsn
         self.chunks = [DocumentChunk(text: content, hash: contentHash)]
+    }
+}
+
+/// What an index store keeps with each document so that validation can compare a key range of the
+/// index with the source inside the store, without reading the documents (`Docs/validation.md`):
+///
+/// - ``rowHash``: the ``RowHash`` of the key and source values the document was rendered from —
+///   what the source side computes for the row;
+/// - ``orderKey``: the key encoded by ``KeyOrder/encoded(_:)``, whose byte order places the document
+///   into the validator's key ranges;
+/// - ``render``: the fingerprint of the rendering (``EntityMapping/renderFingerprint``). Content and
+///   metadata were rendered from the source values by that rendering, so a document whose
+///   fingerprint is the current one needs no re-render to be known consistent.
+///
+/// A store clears ``rowHash`` when a document's content, metadata, source values or id are changed
+/// by anything but a write that also replaces the check (a trigger), so an edit behind the agent's
+/// back sends the document through the full comparison.
+public struct DocumentCheck: Sendable, Equatable {
+    public var rowHash: Int64
+    public var orderKey: [UInt8]
+    public var render: Int64
+
+    public init(rowHash: Int64, orderKey: [UInt8], render: Int64) {
+        self.rowHash = rowHash
+        self.orderKey = orderKey
+        self.render = render
     }
 }
 

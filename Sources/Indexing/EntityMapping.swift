@@ -21,6 +21,12 @@ public struct EntityMapping: Sendable {
     public let sourceColumns: [String]
     /// Columns read from the table for a document: key columns first, then the source columns.
     public let selectColumns: [String]
+    /// How validation orders this entity's keys.
+    public let keyOrder: KeyOrder
+    /// Identifies how documents are rendered from source values: the template, the metadata
+    /// columns and the boolean columns. Documents rendered under another fingerprint must be
+    /// rendered again to be compared (see ``DocumentCheck``).
+    public let renderFingerprint: Int64
 
     public init(
         name: String, table: TableName, keyColumns: [String], template: ContentTemplate, metadataColumns: [String],
@@ -38,6 +44,9 @@ public struct EntityMapping: Sendable {
         sourceColumns = source
         seen = []
         selectColumns = (keyColumns + source).filter { seen.insert($0).inserted }
+        keyOrder = KeyOrder(keyTypes: keyTypes, keyCount: keyColumns.count)
+        renderFingerprint = RowHash.signed(
+            RowHash.of(["tidemark.render.1", template.source] + metadataColumns + ["booleans"] + booleanColumns.sorted()))
     }
 
     /// Renders a document from the row's values (text forms by column name).
@@ -55,9 +64,25 @@ public struct EntityMapping: Sendable {
         let content = template.render(source, booleans: booleanColumns)
         var metadata: [String: String?] = [:]
         for column in metadataColumns { metadata[column] = source[column] ?? nil }
-        return Document(
+        var document = Document(
             entity: name, id: id, content: content, contentHash: Self.hash(content), metadata: metadata,
             sourceValues: source, lsn: lsn, partition: partition)
+        document.check = check(values, source: source)
+        return document
+    }
+
+    /// The document's ``DocumentCheck``: `nil` when a key value is missing or NULL (no row has such a key).
+    private func check(_ values: [String: String?], source: [String: String?]) -> DocumentCheck? {
+        var keyTexts: [String] = []
+        keyTexts.reserveCapacity(keyColumns.count)
+        for column in keyColumns {
+            guard let value = values[column], let value else { return nil }
+            keyTexts.append(value)
+        }
+        var hash = RowHash()
+        for text in keyTexts { hash.add(text) }
+        for column in sourceColumns { hash.add(source[column] ?? nil) }
+        return DocumentCheck(rowHash: RowHash.signed(hash.value), orderKey: keyOrder.encoded(keyTexts), render: renderFingerprint)
     }
 
     /// Hex SHA-256 of the content.

@@ -151,6 +151,20 @@ public protocol IndexStore: Sendable {
     /// content, content hash, metadata and ``ValidationDocument/lsn``), by id; ids without a
     /// document are absent. Read in one transaction.
     func validationDocuments(entity: String, ids: [String]) async throws -> [String: ValidationDocument]
+    /// The digests of key ranges of `entity`'s active generation computed inside the store from the
+    /// documents' ``DocumentCheck``s, without reading the documents: for each range (bounds in
+    /// ``KeyOrder/encoded(_:)`` bytes, lower exclusive, upper inclusive, `nil` open), how many
+    /// documents have an order key in it, and of those whose check is complete with `render` as its
+    /// fingerprint (``CheckedDigest/verified``), the count and the wrapping sum of their row hashes.
+    /// The last element counts the documents with no order key (`documents` only). `nil` when the
+    /// store keeps no checks: the validator then reads every document (``validationPage(entity:after:limit:content:)``).
+    /// Ranges may be read in separate transactions.
+    func checkedDigests(entity: String, render: Int64, ranges: [OrderKeyRange]) async throws -> [CheckedDigest]?
+    /// The documents of `entity`'s active generation in `range` (`nil`: those with no order key)
+    /// whose check is missing or has another fingerprint than `render`: what
+    /// ``checkedDigests(entity:render:ranges:)`` left out. Each with content, content hash and
+    /// metadata when `content`.
+    func uncheckedDocuments(entity: String, render: Int64, range: OrderKeyRange?, content: Bool) async throws -> [ValidationDocument]
     /// Creates or replaces a validation record (by ``ValidationRecord/id``).
     func saveValidation(_ record: ValidationRecord) async throws
     /// One validation record.
@@ -165,6 +179,10 @@ public protocol IndexStore: Sendable {
 
 extension IndexStore {
     public func ensureSearchIndex(entity: String, dimensions: Int) async throws {}
+
+    public func checkedDigests(entity: String, render: Int64, ranges: [OrderKeyRange]) async throws -> [CheckedDigest]? { nil }
+
+    public func uncheckedDocuments(entity: String, render: Int64, range: OrderKeyRange?, content: Bool) async throws -> [ValidationDocument] { [] }
 
     public func document(entity: String, id: String) async throws -> ExportedDocument? {
         var after: String?

@@ -167,7 +167,7 @@ extension PgVectorIndexStore {
             for (_, row) in byGeneration {
                 let document = row.upsert.document
                 let several = document.chunks.count > 1
-                documents.beginRow(fields: 11)
+                documents.beginRow(fields: 14)
                 documents.text(document.entity)
                 documents.text(document.id)
                 documents.int32(Int32(truncatingIfNeeded: row.generation))
@@ -179,6 +179,9 @@ extension PgVectorIndexStore {
                 documents.int64(Int64(bitPattern: document.lsn.rawValue))
                 documents.text(document.partition)
                 documents.text(several ? document.chunks.map(\.hash).joined(separator: ",") : nil)
+                documents.int64(document.check?.rowHash)
+                documents.bytea(document.check?.orderKey)
+                documents.int64(document.check?.render)
                 for (seq, chunk) in document.chunks.enumerated() {
                     chunks.beginRow(fields: 9)
                     chunks.text(document.entity)
@@ -219,7 +222,8 @@ extension PgVectorIndexStore {
         try connection.simpleQuery("""
             CREATE TEMP TABLE IF NOT EXISTS tidemark_staged_documents (
                 entity text, id text COLLATE "C", generation integer, content text, content_hash text, metadata jsonb,
-                source text, model text, lsn bigint, partition text, chunk_hashes text
+                source text, model text, lsn bigint, partition text, chunk_hashes text,
+                row_hash bigint, order_key bytea, render bigint
             ) ON COMMIT DELETE ROWS;
             CREATE TEMP TABLE IF NOT EXISTS tidemark_staged_chunks (
                 entity text, id text COLLATE "C", generation integer, seq integer, hash text, model text, text text,
@@ -227,7 +231,11 @@ extension PgVectorIndexStore {
             ) ON COMMIT DELETE ROWS;
             """)
         try connection.copyIn(
-            "COPY tidemark_staged_documents (entity, id, generation, content, content_hash, metadata, source, model, lsn, partition, chunk_hashes) FROM STDIN (FORMAT binary)",
+            """
+            COPY tidemark_staged_documents (
+                entity, id, generation, content, content_hash, metadata, source, model, lsn, partition, chunk_hashes, row_hash, order_key, render
+            ) FROM STDIN (FORMAT binary)
+            """,
             data: input.documents)
         try connection.copyIn(
             "COPY tidemark_staged_chunks (entity, id, generation, seq, hash, model, text, embedding, lsn) FROM STDIN (FORMAT binary)",
@@ -257,14 +265,17 @@ extension PgVectorIndexStore {
         }
         try connection.query("""
             WITH written AS (
-                INSERT INTO \(s).documents AS d (entity, id, generation, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes)
+                INSERT INTO \(s).documents AS d (
+                    entity, id, generation, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes,
+                    row_hash, order_key, render)
                 SELECT entity, id, generation, content, content_hash, metadata, source, model, lsn, now(), partition,
-                       string_to_array(chunk_hashes, ',')
+                       string_to_array(chunk_hashes, ','), row_hash, order_key, render
                   FROM tidemark_staged_documents
                 ON CONFLICT (entity, id, generation) DO UPDATE SET
                     content = excluded.content, content_hash = excluded.content_hash, metadata = excluded.metadata,
                     source = excluded.source, model = excluded.model, lsn = excluded.lsn, updated_at = excluded.updated_at,
-                    partition = excluded.partition, chunk_hashes = excluded.chunk_hashes
+                    partition = excluded.partition, chunk_hashes = excluded.chunk_hashes,
+                    row_hash = excluded.row_hash, order_key = excluded.order_key, render = excluded.render
                  WHERE excluded.lsn >= d.lsn
                 RETURNING d.entity, d.id, d.generation, coalesce(cardinality(d.chunk_hashes), 1) AS chunk_count
             ), merged AS (

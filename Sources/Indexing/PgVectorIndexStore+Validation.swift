@@ -17,6 +17,142 @@ extension PgVectorIndexStore {
         """
     }
 
+    /// The documents' checks (``DocumentCheck``), the index validation digests them through, and
+    /// the trigger that clears a document's row hash when anything but the pipeline edits it (see
+    /// `SQLiteIndexStore.migrateChecks`).
+    static func checksSQL(_ s: String) -> String {
+        let table = "\(s).documents"
+        let literal = "'" + table.replacingOccurrences(of: "'", with: "''") + "'"
+        return """
+            ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS row_hash bigint, ADD COLUMN IF NOT EXISTS order_key bytea,
+                ADD COLUMN IF NOT EXISTS render bigint;
+            CREATE INDEX IF NOT EXISTS documents_checks ON \(table) (entity, generation, order_key) INCLUDE (render, row_hash);
+            CREATE OR REPLACE FUNCTION \(s).documents_edited() RETURNS trigger LANGUAGE plpgsql AS $body$
+            BEGIN
+                IF NEW.row_hash IS NOT NULL AND NEW.row_hash = OLD.row_hash AND NEW.render IS NOT DISTINCT FROM OLD.render
+                   AND NEW.lsn = OLD.lsn
+                   AND (NEW.entity, NEW.generation, NEW.id, NEW.content, NEW.metadata, NEW.source)
+                       IS DISTINCT FROM (OLD.entity, OLD.generation, OLD.id, OLD.content, OLD.metadata, OLD.source) THEN
+                    NEW.row_hash := NULL;
+                END IF;
+                RETURN NEW;
+            END
+            $body$;
+            DO $body$
+            BEGIN
+                IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'documents_edited' AND tgrelid = \(literal)::regclass) THEN
+                    CREATE TRIGGER documents_edited BEFORE UPDATE ON \(table) FOR EACH ROW EXECUTE FUNCTION \(s).documents_edited();
+                END IF;
+            END
+            $body$;
+            """
+    }
+
+    /// Ranges digested per statement (a `UNION ALL` of one aggregate per range).
+    private static let rangesPerStatement = 64
+
+    /// One aggregate per range over `documents_checks` (an index-only scan where the visibility map
+    /// allows).
+    public func checkedDigests(entity: String, render: Int64, ranges: [OrderKeyRange]) async throws -> [CheckedDigest]? {
+        let s = self.s
+        let active = activeGenerationSQL(1)
+        var digests: [CheckedDigest] = []
+        digests.reserveCapacity(ranges.count + 1)
+        var start = 0
+        repeat {
+            let stripe = Array(ranges[start..<min(start + Self.rangesPerStatement, ranges.count)])
+            let last = start + stripe.count == ranges.count
+            var parameters: [String?] = [entity, String(render)]
+            var parts: [String] = []
+            for (offset, range) in stripe.enumerated() {
+                var conditions: [String] = []
+                if let lower = range.lower {
+                    parameters.append(Self.byteaText(lower))
+                    conditions.append("order_key > $\(parameters.count)::bytea")
+                }
+                if let upper = range.upper {
+                    parameters.append(Self.byteaText(upper))
+                    conditions.append("order_key <= $\(parameters.count)::bytea")
+                }
+                if conditions.isEmpty { conditions.append("order_key IS NOT NULL") }
+                parts.append("""
+                    SELECT \(offset), count(*), count(*) FILTER (WHERE render = $2::bigint AND row_hash IS NOT NULL),
+                           coalesce(sum(row_hash >> 32) FILTER (WHERE render = $2::bigint), 0),
+                           coalesce(sum(row_hash & 4294967295) FILTER (WHERE render = $2::bigint), 0)
+                      FROM \(s).documents WHERE entity = $1 AND generation = \(active) AND \(conditions.joined(separator: " AND "))
+                    """)
+            }
+            if last {
+                parts.append("""
+                    SELECT \(stripe.count), count(*), 0, 0, 0
+                      FROM \(s).documents WHERE entity = $1 AND generation = \(active) AND order_key IS NULL
+                    """)
+            }
+            let sql = parts.joined(separator: "\nUNION ALL ")
+            let bound = parameters
+            let rows = try await read { connection in try await connection.query(sql, bound).rows }
+            var found = Array(repeating: CheckedDigest(documents: 0, verified: 0, sum: 0), count: stripe.count + (last ? 1 : 0))
+            for row in rows {
+                guard let offset = row[0].flatMap({ Int($0) }), offset < found.count else { continue }
+                found[offset] = CheckedDigest(
+                    documents: row[1].flatMap { Int($0) } ?? 0, verified: row[2].flatMap { Int($0) } ?? 0,
+                    sum: CheckedDigest.sum(high: row[3].flatMap { Int64($0) } ?? 0, low: row[4].flatMap { Int64($0) } ?? 0))
+            }
+            digests += found
+            start += stripe.count
+        } while start < ranges.count
+        return digests
+    }
+
+    public func uncheckedDocuments(entity: String, render: Int64, range: OrderKeyRange?, content: Bool) async throws -> [ValidationDocument] {
+        let s = self.s
+        let columns = content ? "id, source, content, content_hash, metadata::text" : "id, source"
+        var parameters: [String?] = [entity]
+        var conditions: [String] = []
+        if let range {
+            parameters.append(String(render))
+            conditions.append("(row_hash IS NULL OR render IS DISTINCT FROM $2::bigint)")
+            if let lower = range.lower {
+                parameters.append(Self.byteaText(lower))
+                conditions.append("order_key > $\(parameters.count)::bytea")
+            }
+            if let upper = range.upper {
+                parameters.append(Self.byteaText(upper))
+                conditions.append("order_key <= $\(parameters.count)::bytea")
+            }
+            if range.lower == nil && range.upper == nil { conditions.append("order_key IS NOT NULL") }
+        } else {
+            conditions.append("order_key IS NULL")
+        }
+        let sql = """
+            SELECT \(columns) FROM \(s).documents
+             WHERE entity = $1 AND generation = \(activeGenerationSQL(1)) AND \(conditions.joined(separator: " AND "))
+            """
+        let bound = parameters
+        let rows = try await read { connection in try await connection.query(sql, bound).rows }
+        return rows.map { row in
+            var document = ValidationDocument(id: row[0] ?? "", sourceJSON: row[1] ?? "{}")
+            if content {
+                document.content = row[2]
+                document.contentHash = row[3]
+                document.metadataJSON = row[4]
+            }
+            return document
+        }
+    }
+
+    /// `bytea`'s hex input form.
+    static func byteaText(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = [UInt8(ascii: "\\"), UInt8(ascii: "x")]
+        text.reserveCapacity(2 + bytes.count * 2)
+        for byte in bytes {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
     /// Pages by id through the primary key (entity, id, generation); ids are `COLLATE "C"`, the
     /// byte order of their UTF-8 text.
     public func validationPage(entity: String, after: String?, limit: Int, content: Bool) async throws -> [ValidationDocument] {

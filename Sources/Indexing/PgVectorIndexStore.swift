@@ -182,6 +182,7 @@ public final class PgVectorIndexStore: IndexStore {
                 PRIMARY KEY (entity, id)
             );
             \(validationsSQL(s))
+            \(checksSQL(s))
             """)
     }
 

@@ -18,6 +18,119 @@ extension SQLiteIndexStore {
             """)
     }
 
+    /// The index that lets validation digest key ranges without reading documents, and the trigger
+    /// that clears a document's row hash when anything but the pipeline edits it: an update that
+    /// changes its id, content, metadata or source values but keeps its row hash, fingerprint and
+    /// position. The pipeline never writes such an update (new source values come with a new row
+    /// hash and position, a new rendering with a new fingerprint), so this is an edit behind the
+    /// agent's back, and the document goes through the full comparison.
+    static func migrateChecks(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE INDEX IF NOT EXISTS documents_checks ON documents (entity, generation, order_key, render, row_hash);
+            CREATE TRIGGER IF NOT EXISTS documents_edited AFTER UPDATE OF entity, generation, id, content, metadata, source ON documents
+              WHEN NEW.row_hash IS NOT NULL AND NEW.row_hash IS OLD.row_hash AND NEW.render IS OLD.render AND NEW.lsn IS OLD.lsn
+               AND (NEW.entity IS NOT OLD.entity OR NEW.generation IS NOT OLD.generation OR NEW.id IS NOT OLD.id
+                    OR NEW.content IS NOT OLD.content OR NEW.metadata IS NOT OLD.metadata OR NEW.source IS NOT OLD.source)
+            BEGIN
+              UPDATE documents SET row_hash = NULL WHERE rowid = NEW.rowid;
+            END;
+            """)
+    }
+
+    /// Ranges digested per read.
+    private static let rangesPerRead = 64
+
+    /// One aggregate per range over the `documents_checks` index (no document row is read); the
+    /// halves of the row hash are summed separately so that no sum overflows SQLite's integers.
+    public func checkedDigests(entity: String, render: Int64, ranges: [OrderKeyRange]) async throws -> [CheckedDigest]? {
+        let aggregate = """
+            SELECT count(*), coalesce(sum(render = ?1 AND row_hash IS NOT NULL), 0),
+                   coalesce(sum(CASE WHEN render = ?1 THEN row_hash >> 32 END), 0),
+                   coalesce(sum(CASE WHEN render = ?1 THEN row_hash & 4294967295 END), 0)
+              FROM documents WHERE entity = ?2 AND generation = ?3
+            """
+        do {
+            var digests: [CheckedDigest] = []
+            digests.reserveCapacity(ranges.count + 1)
+            var start = 0
+            repeat {
+                let stripe = ranges[start..<min(start + Self.rangesPerRead, ranges.count)]
+                let last = start + stripe.count == ranges.count
+                digests += try await pool.read { db in
+                    let generation = try Int.fetchOne(
+                        db, sql: "SELECT CAST(value AS INTEGER) FROM state WHERE key = ?", arguments: ["generation.\(entity).active"]) ?? 0
+                    var found: [CheckedDigest] = []
+                    for range in stripe {
+                        var sql = aggregate
+                        var arguments: StatementArguments = [render, entity, generation]
+                        if let lower = range.lower {
+                            sql += " AND order_key > ?"
+                            arguments += [Data(lower)]
+                        }
+                        if let upper = range.upper {
+                            sql += " AND order_key <= ?"
+                            arguments += [Data(upper)]
+                        }
+                        if range.lower == nil && range.upper == nil { sql += " AND order_key IS NOT NULL" }
+                        let row = try Row.fetchOne(db.cachedStatement(sql: sql), arguments: arguments)
+                        let high: Int64 = row?[2] ?? 0
+                        let low: Int64 = row?[3] ?? 0
+                        found.append(CheckedDigest(documents: row?[0] ?? 0, verified: row?[1] ?? 0, sum: CheckedDigest.sum(high: high, low: low)))
+                    }
+                    if last {
+                        let keyless = try Int.fetchOne(
+                            db, sql: "SELECT count(*) FROM documents WHERE entity = ? AND generation = ? AND order_key IS NULL",
+                            arguments: [entity, generation]) ?? 0
+                        found.append(CheckedDigest(documents: keyless, verified: 0, sum: 0))
+                    }
+                    return found
+                }
+                start += stripe.count
+            } while start < ranges.count
+            return digests
+        } catch {
+            throw IndexingError(.store, "cannot digest documents of \(entity) in the index at \(configuration.path): \(error)", underlying: error)
+        }
+    }
+
+    public func uncheckedDocuments(entity: String, render: Int64, range: OrderKeyRange?, content: Bool) async throws -> [ValidationDocument] {
+        let columns = content ? "id, source, content, content_hash, metadata" : "id, source"
+        var sql = "SELECT \(columns) FROM documents WHERE entity = ? AND \(Self.activeGeneration)"
+        var arguments: StatementArguments = [entity, entity]
+        if let range {
+            sql += " AND (row_hash IS NULL OR render IS NOT ?)"
+            arguments += [render]
+            if let lower = range.lower {
+                sql += " AND order_key > ?"
+                arguments += [Data(lower)]
+            }
+            if let upper = range.upper {
+                sql += " AND order_key <= ?"
+                arguments += [Data(upper)]
+            }
+            if range.lower == nil && range.upper == nil { sql += " AND order_key IS NOT NULL" }
+        } else {
+            sql += " AND order_key IS NULL"
+        }
+        let query = sql
+        let values = arguments
+        do {
+            return try await pool.read { db in
+                try Row.fetchAll(db, sql: query, arguments: values).map { row in
+                    var document = ValidationDocument(id: row[0], sourceJSON: row[1])
+                    if content {
+                        document.content = row[2]
+                        document.contentHash = row[3]
+                        document.metadataJSON = row[4]
+                    }
+                    return document
+                }
+            }
+        } catch {
+            throw IndexingError(.store, "cannot read documents of \(entity) from the index at \(configuration.path): \(error)", underlying: error)
+        }
+    }
+
     /// Pages by id through the unique index on (entity, id, generation); SQLite compares TEXT with
     /// the BINARY collation, which is the byte order of the UTF-8 text.
     public func validationPage(entity: String, after: String?, limit: Int, content: Bool) async throws -> [ValidationDocument] {

@@ -110,6 +110,12 @@ public final class SQLiteIndexStore: IndexStore {
         if !current.contains("chunk_hashes") {
             try db.execute(sql: "ALTER TABLE documents ADD COLUMN chunk_hashes TEXT")
         }
+        // Files from before document checks: existing documents have none (validation reads them in full).
+        for column in ["row_hash INTEGER", "order_key BLOB", "render INTEGER"]
+        where !current.contains(String(column.prefix { $0 != " " })) {
+            try db.execute(sql: "ALTER TABLE documents ADD COLUMN \(column)")
+        }
+        try migrateChecks(db)
         // Files from before chunks: each document's vector becomes its one chunk.
         if current.contains("vector") {
             try db.execute(sql: """
@@ -196,13 +202,16 @@ public final class SQLiteIndexStore: IndexStore {
                 // A document is never replaced by an older version (lsn): a stream change that preceded
                 // a rebuild chunk's high watermark in the same batch must not overwrite the chunk's row.
                 let upsertDocument = try db.cachedStatement(sql: """
-                    INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO documents (
+                        entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes,
+                        row_hash, order_key, render)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (entity, id, generation) DO UPDATE SET
                         content = excluded.content, content_hash = excluded.content_hash,
                         metadata = excluded.metadata, source = excluded.source, model = excluded.model,
                         lsn = excluded.lsn, updated_at = excluded.updated_at,
-                        partition = excluded.partition, chunk_hashes = excluded.chunk_hashes
+                        partition = excluded.partition, chunk_hashes = excluded.chunk_hashes,
+                        row_hash = excluded.row_hash, order_key = excluded.order_key, render = excluded.render
                      WHERE excluded.lsn >= documents.lsn
                     """)
                 let upsertChunk = try db.cachedStatement(sql: """
@@ -252,6 +261,7 @@ public final class SQLiteIndexStore: IndexStore {
                         try upsertDocument.execute(arguments: [
                             document.entity, generation, document.id, document.content, document.contentHash, metadata, source,
                             upsert.model, lsn, now, document.partition, chunkHashes,
+                            document.check?.rowHash, document.check.map { Data($0.orderKey) }, document.check?.render,
                         ])
                         guard db.changesCount > 0 else { continue }  // a newer version is stored
                         for (index, chunk) in chunks.enumerated() {

@@ -39,7 +39,8 @@ public struct ValidationResult: Sendable, Equatable, Codable {
     /// What one side of the comparison read.
     public struct Reads: Sendable, Equatable, Codable {
         /// Source: rows the digests, listings and re-reads covered (hashed inside PostgreSQL, mostly).
-        /// Index: documents read.
+        /// Index: documents the digests covered (digested inside the store from their checks, or
+        /// read and hashed by the validator).
         public var rows = 0
         /// Bytes of the values this side returned to the validator (text forms; protocol framing
         /// not counted).

@@ -57,6 +57,19 @@ public struct CopyBinaryEncoder: Sendable {
         append64(UInt64(bitPattern: value))
     }
 
+    /// `int8`, or `NULL` for `nil`.
+    public mutating func int64(_ value: Int64?) {
+        guard let value else { return null() }
+        int64(value)
+    }
+
+    /// `bytea`: the bytes; `nil` writes `NULL`.
+    public mutating func bytea(_ value: [UInt8]?) {
+        guard let value else { return null() }
+        append32(UInt32(value.count))
+        bytes.append(contentsOf: value)
+    }
+
     /// `float8`.
     public mutating func float64(_ value: Double) {
         append32(8)

@@ -1,3 +1,4 @@
+import Capture
 import Embedding
 import Foundation
 @testable import Indexing
@@ -210,6 +211,71 @@ import Testing
     }
 
     /// pgvector: the search index is built once, used by the planner, and answers like the exact scan.
+    /// Validation's fast path: the store digests key ranges from the documents' checks, counts what
+    /// it cannot vouch for, and an edit behind the agent's back clears the edited document's check
+    /// while the pipeline's own rewrites keep theirs.
+    @Test(arguments: LiveCase.eachStore)
+    func documentChecksDigestKeyRangesAndEditsBehindTheAgentClearThem(live: LiveCase) async throws {
+        let directory = NSTemporaryDirectory() + "tidemark-store-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await withDatabase(live, directory: directory) { _, index in
+            let store = try await index.open()
+            defer { if let store = store as? PgVectorIndexStore { Task { await store.close() } } }
+            let mapping = EntityMapping(
+                name: "e", table: TableName(schema: "public", name: "t"), keyColumns: ["id"], template: try ContentTemplate("{{body}}"),
+                metadataColumns: ["kind"], keyTypes: ["bigint"])
+            func document(_ id: Int, body: String? = nil, lsn: UInt64) throws -> Document {
+                try mapping.document(
+                    id: String(id), values: ["id": String(id), "body": body ?? "text \(id)", "kind": id % 2 == 0 ? "even" : nil], lsn: LSN(lsn))
+            }
+            var batch = IndexBatch()
+            for id in [-5, 1, 2, 3, 9, 10, 11, 12, 100, 1_000] { batch.upserts.append(embedded(try document(id, lsn: 10))) }
+            try await store.apply(batch, state: [:])
+            let order = mapping.keyOrder
+            let ranges = [
+                OrderKeyRange(lower: nil, upper: order.encoded(["2"])), OrderKeyRange(lower: order.encoded(["2"]), upper: order.encoded(["11"])),
+                OrderKeyRange(lower: order.encoded(["11"]), upper: nil),
+            ]
+            func expectedSum(_ ids: [Int]) throws -> UInt64 {
+                try ids.reduce(UInt64(0)) { $0 &+ UInt64(bitPattern: try #require(try document($1, lsn: 10).check).rowHash) }
+            }
+            let digests = try #require(try await store.checkedDigests(entity: "e", render: mapping.renderFingerprint, ranges: ranges))
+            #expect(digests.map(\.documents) == [3, 4, 3, 0], "numeric order, not text order: -5, 1, 2 | 3, 9, 10, 11 | 12, 100, 1000")
+            #expect(digests.map(\.verified) == [3, 4, 3, 0])
+            let sums = [try expectedSum([-5, 1, 2]), try expectedSum([3, 9, 10, 11]), try expectedSum([12, 100, 1_000])]
+            #expect(digests.prefix(3).map(\.sum) == sums)
+            let otherTemplate = try #require(try await store.checkedDigests(entity: "e", render: mapping.renderFingerprint &+ 1, ranges: ranges))
+            #expect(otherTemplate.map(\.verified) == [0, 0, 0, 0], "documents rendered under another template are not vouched for")
+
+            // The pipeline rewrites 9 at the same position and 10 at a later one: both keep their checks.
+            var rewrite = IndexBatch()
+            rewrite.upserts = [embedded(try document(9, lsn: 10)), embedded(try document(10, body: "new text", lsn: 20))]
+            try await store.apply(rewrite, state: [:])
+            #expect(try await store.checkedDigests(entity: "e", render: mapping.renderFingerprint, ranges: ranges)?.map(\.verified) == [3, 4, 3, 0])
+
+            // Edits behind the agent's back: content, source values, metadata, an id; and a document with no check at all.
+            try await index.editBehindTheAgent("""
+                UPDATE DOCUMENTS SET content = 'edited' WHERE id = '3';
+                UPDATE DOCUMENTS SET source = replace(source, 'text 11', 'other') WHERE id = '11';
+                UPDATE DOCUMENTS SET metadata = \(index.kind == .sqlite ? "'{\"kind\":\"odd\"}'" : "'{\"kind\":\"odd\"}'::jsonb") WHERE id = '12';
+                UPDATE DOCUMENTS SET id = '13' WHERE id = '100';
+                INSERT INTO DOCUMENTS (entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at)
+                     SELECT entity, generation, '5', content, content_hash, metadata, source, model, lsn, updated_at FROM DOCUMENTS WHERE id = '1';
+                """)
+            let edited = try #require(try await store.checkedDigests(entity: "e", render: mapping.renderFingerprint, ranges: ranges))
+            #expect(edited.map(\.documents) == [3, 4, 3, 1], "the copy without a check has no order key")
+            #expect(edited.map(\.verified) == [3, 2, 1, 0])
+            var unchecked: [String] = []
+            for range in ranges + [nil] {
+                let documents = try await store.uncheckedDocuments(entity: "e", render: mapping.renderFingerprint, range: range, content: true)
+                unchecked += documents.map(\.id)
+                #expect(documents.allSatisfy { $0.content != nil && $0.metadataJSON != nil })
+            }
+            #expect(unchecked.sorted() == ["11", "12", "13", "3", "5"])
+        }
+    }
+
     @Test(arguments: LiveCase.eachStore.filter { $0.index != .sqlite })
     func theHNSWIndexAnswersLikeTheExactScan(live: LiveCase) async throws {
         try await withStore(live) { store in

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Indexing
 import Postgres
 import Testing
@@ -84,6 +85,21 @@ struct TestIndex: Sendable {
 
     func drop() async {
         await database?.drop()
+    }
+
+    /// Runs SQL against the index's documents table behind the agent's back (`DOCUMENTS` stands for
+    /// it): in the SQLite file, or in the pgvector schema.
+    func editBehindTheAgent(_ sql: String) async throws {
+        switch index {
+        case .sqlite(let path):
+            let queue = try DatabaseQueue(path: path)
+            try await queue.write { db in try db.execute(sql: sql.replacingOccurrences(of: "DOCUMENTS", with: "documents")) }
+            try queue.close()
+        case .pgvector(let url, let schema):
+            let connection = try await PostgresConnection.connect(url, logger: testLogger)
+            defer { Task { await connection.close() } }
+            try await connection.simpleQuery(sql.replacingOccurrences(of: "DOCUMENTS", with: "\(schema).documents"))
+        }
     }
 }
 

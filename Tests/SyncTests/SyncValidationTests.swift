@@ -2,6 +2,7 @@ import Capture
 import Foundation
 import Indexing
 import Logging
+import Postgres
 import Testing
 
 @testable import Sync
@@ -80,6 +81,77 @@ import Testing
         #expect(lacking != expected)
         var broken = RowHash()
         #expect(!scanner.hash(#"{"title": "#, into: &broken))
+    }
+
+    /// A document's check (what the store digests) hashes exactly like the validator's pass over the
+    /// document's stored values, for composite keys, NULLs and awkward text.
+    @Test func aDocumentsCheckHashesLikeItsStoredValues() throws {
+        let mapping = EntityMapping(
+            name: "e", table: TableName(schema: "public", name: "t"), keyColumns: ["region", "id"],
+            template: try ContentTemplate("{{title}} {{body}}"), metadataColumns: ["tag"], keyTypes: ["text", "bigint"])
+        let path = NSTemporaryDirectory() + "tidemark-check-\(UUID().uuidString).db"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        var index = IndexDigest(store: try SQLiteIndexStore(configuration: .init(path: path), logger: Logger(label: "test")), entity: mapping, pageSize: 10)
+        for (region, id, title, body, tag) in [
+            ("eu", "1", "say \"hi\"", "two\nlines", nil), ("naïve 🌊", "-42", "", nil, "t"), ("[\"x\",", "9", "a,b", "\\", ""),
+        ] as [(String, String, String?, String?, String?)] {
+            let values: [String: String?] = ["region": region, "id": id, "title": title, "body": body, "tag": tag]
+            let documentID = DocumentID.make([region, id])
+            let document = try mapping.document(id: documentID, values: values, lsn: LSN(1))
+            let check = try #require(document.check)
+            let hashed = index.hash(id: documentID, sourceJSON: FlatJSON.encode(document.sourceValues))
+            let placed = try #require(hashed)
+            #expect(placed.hash.map(RowHash.signed) == check.rowHash, "\(documentID)")
+            #expect(check.orderKey == mapping.keyOrder.encoded([region, id]) && check.render == mapping.renderFingerprint)
+        }
+        let other = EntityMapping(
+            name: "e", table: TableName(schema: "public", name: "t"), keyColumns: ["region", "id"],
+            template: try ContentTemplate("{{title}}: {{body}}"), metadataColumns: ["tag"], keyTypes: ["text", "bigint"])
+        #expect(other.renderFingerprint != mapping.renderFingerprint, "another template is another rendering")
+        let noKey = try mapping.document(id: "x", values: ["region": "eu", "id": nil, "title": "t", "body": "b", "tag": nil], lsn: LSN(1))
+        #expect(noKey.check == nil)
+    }
+
+    /// Encoded keys sort by their bytes exactly as ``KeyOrder`` compares the keys: random integers,
+    /// decimals (signs, zeros, infinities, NaN), text and composite keys, seeded.
+    @Test func encodedKeysSortLikeTheKeyOrder() {
+        var random = SystemRandomNumberGenerator()
+        var seed = UInt64.random(in: 0...UInt64.max, using: &random)
+        let start = seed
+        func next() -> UInt64 {
+            seed &+= 0x9E37_79B9_7F4A_7C15
+            var z = seed
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        func pick<T>(_ values: [T]) -> T { values[Int(next() % UInt64(values.count))] }
+        func integer() -> String {
+            pick([String(Int64(bitPattern: next())), String(Int64(next() % 2_000) - 1_000), String(Int64.min), String(Int64.max), "0", "x1"])
+        }
+        func decimal() -> String {
+            pick([
+                "NaN", "Infinity", "-Infinity", "0", "0.000", "-0.0", String(format: "%.3f", Double(Int64(next() % 200_000) - 100_000) / 7),
+                String(Int64(next() % 1_000) - 500), "12.5", "12.50", "-12.5", "-12.55", "007.100", "1e5",
+            ])
+        }
+        func text() -> String { pick(["", "a", "ab", "abc", "B", "é", "z", "🌊", "a\u{1}", "ab c", String(next() % 1_000)]) }
+        let layouts: [[String]] = [["bigint"], ["numeric"], ["text"], ["uuid", "integer"], ["bigint", "text"], ["numeric(10,2)", "bigint", "text"]]
+        for _ in 0..<400 {
+            let types = pick(layouts)
+            let order = KeyOrder(keyTypes: types, keyCount: types.count)
+            func key() -> [String] {
+                types.map { type in
+                    if type.hasPrefix("numeric") { return decimal() }
+                    return ["bigint", "integer"].contains(type) ? integer() : text()
+                }
+            }
+            let a = key()
+            let b = next() % 4 == 0 ? a : key()
+            let expected = KeyOrder.compare(order.key(a), order.key(b))
+            let encoded = KeyOrder.compareEncoded(order.encoded(a), order.encoded(b))
+            #expect(expected.signum() == encoded.signum(), "seed \(start): \(types) \(a) vs \(b)")
+        }
     }
 
     @Test func documentIDsGiveBackTheirKeyTexts() {

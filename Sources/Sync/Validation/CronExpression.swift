@@ -1,3 +1,4 @@
+import Indexing
 import Foundation
 
 /// A cron schedule of five fields — minute, hour, day of month, month, day of week — as in

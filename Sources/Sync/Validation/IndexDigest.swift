@@ -95,25 +95,65 @@ struct IndexDigest {
             let page = try await store.validationPage(entity: entity.name, after: after, limit: pageSize, content: checkContent)
             reads.queries += 1
             for document in page {
-                reads.rows += 1
-                reads.bytes += document.id.utf8.count + document.sourceJSON.utf8.count
-                    + (document.content?.utf8.count ?? 0) + (document.metadataJSON?.utf8.count ?? 0)
                 pass.documents += 1
-                guard let range = locator.range(of: document.id) else {
-                    pass.foreignIDs.append(document.id)
-                    continue
-                }
-                guard let hash = rowHash(id: document.id, sourceJSON: document.sourceJSON) else {
-                    pass.inconsistent.append(document.id)
-                    pass.digests[range].add(0)
-                    continue
-                }
-                pass.digests[range].add(hash)
-                if checkContent && !rendersConsistently(document) { pass.inconsistent.append(document.id) }
+                place(document, into: &pass, locator, checkContent: checkContent)
             }
             guard page.count == pageSize, let last = page.last else { return pass }
             after = last.id
         }
+    }
+
+    /// Hashes a document read in full into its range's digest (or records it as foreign or
+    /// inconsistent).
+    private mutating func place(_ document: ValidationDocument, into pass: inout Pass, _ locator: RangeLocator, checkContent: Bool) {
+        reads.rows += 1
+        reads.bytes += document.id.utf8.count + document.sourceJSON.utf8.count
+            + (document.content?.utf8.count ?? 0) + (document.metadataJSON?.utf8.count ?? 0)
+        guard let range = locator.range(of: document.id) else {
+            pass.foreignIDs.append(document.id)
+            return
+        }
+        guard let hash = rowHash(id: document.id, sourceJSON: document.sourceJSON) else {
+            pass.inconsistent.append(document.id)
+            pass.digests[range].add(0)
+            return
+        }
+        pass.digests[range].add(hash)
+        if checkContent && !rendersConsistently(document) { pass.inconsistent.append(document.id) }
+    }
+
+    /// The first pass from the documents' checks (``Indexing/DocumentCheck``): the store digests
+    /// each range of `ranges` itself (``IndexStore/checkedDigests(entity:render:ranges:)``), and
+    /// only documents without a current check — written before checks existed, rendered under
+    /// another template, edited behind the agent's back, or with no valid key — are read and placed
+    /// here, as by ``digests(_:checkContent:)``. A document with a current check needs no content
+    /// comparison: its content and metadata were rendered from the values its row hash covers, by
+    /// the current rendering. `nil` when the store keeps no checks.
+    mutating func checkedDigests(_ ranges: [KeyRange], _ locator: RangeLocator, checkContent: Bool) async throws -> Pass? {
+        let started = ContinuousClock.now
+        defer { reads.seconds += (ContinuousClock.now - started).validationSeconds }
+        let bounds = ranges.map { OrderKeyRange(lower: $0.lower.map(order.encoded), upper: $0.upper.map(order.encoded)) }
+        let render = entity.renderFingerprint
+        guard let stored = try await store.checkedDigests(entity: entity.name, render: render, ranges: bounds),
+            stored.count == ranges.count + 1, locator.count == ranges.count
+        else { return nil }
+        reads.queries += (ranges.count + 63) / 64
+        reads.bytes += stored.count * 24
+        var pass = Pass(digests: Array(repeating: RangeDigest(), count: ranges.count))
+        for (index, digest) in stored.enumerated() {
+            pass.documents += digest.documents
+            let range = index < ranges.count ? bounds[index] : nil
+            if range != nil {
+                pass.digests[index].count += digest.verified
+                pass.digests[index].sum &+= digest.sum
+                reads.rows += digest.verified
+            }
+            guard digest.documents > digest.verified else { continue }
+            let unchecked = try await store.uncheckedDocuments(entity: entity.name, render: render, range: range, content: checkContent)
+            reads.queries += 1
+            for document in unchecked { place(document, into: &pass, locator, checkContent: checkContent) }
+        }
+        return pass
     }
 
     /// The ids of the documents in the ranges `wanted` (of `locator`), by range: a pass over ids only.

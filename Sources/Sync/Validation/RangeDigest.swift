@@ -1,16 +1,30 @@
-/// The digest of a set of rows (or documents): how many, and the XOR of their row hashes
-/// (``RowHash``). Two sets of distinct rows with equal digests are equal but with probability
-/// 2⁻⁶⁴; a row missing, extra or different on one side changes the count or the XOR.
+import Indexing
+
+/// The digest of a set of rows (or documents): how many, and the wrapping (mod 2⁶⁴) sum of their row
+/// hashes (``RowHash``). Two sets of distinct rows with equal digests are equal but with probability
+/// about 2⁻⁶⁴; a row missing, extra or different on one side changes the count or the sum.
 ///
-/// PostgreSQL computes it as `count(*)` and `coalesce(bit_xor(h), 0)` over a key range; XOR needs no
-/// wide arithmetic and digests of disjoint sets combine by XOR-ing them. Keys are unique on both
-/// sides, so no two rows of one side share a hash and cancel.
+/// PostgreSQL computes it as `count(*)` and the sums of the hashes' two halves (`h >> 32` and
+/// `h & 4294967295`, so that no sum overflows), the index store the same way inside SQLite or
+/// PostgreSQL (``IndexStore/checkedDigests(entity:render:ranges:)``); a sum, unlike XOR, is an
+/// aggregate SQLite has. Digests of disjoint sets combine by adding them.
 struct RangeDigest: Sendable, Equatable {
     var count = 0
-    var xor: UInt64 = 0
+    var sum: UInt64 = 0
 
     mutating func add(_ hash: UInt64) {
         count += 1
-        xor ^= hash
+        sum &+= hash
+    }
+
+    /// The digest from the two sums of halves (see ``CheckedDigest/sum(high:low:)``).
+    init(count: Int = 0, high: Int64, low: Int64) {
+        self.count = count
+        sum = CheckedDigest.sum(high: high, low: low)
+    }
+
+    init(count: Int = 0, sum: UInt64 = 0) {
+        self.count = count
+        self.sum = sum
     }
 }

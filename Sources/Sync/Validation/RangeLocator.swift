@@ -1,3 +1,4 @@
+import Indexing
 /// Finds the key range a document id falls into: the ranges end at ascending boundaries (the last
 /// one is open), as ``KeyRange/split(_:at:)`` makes them, in ``KeyOrder``.
 ///

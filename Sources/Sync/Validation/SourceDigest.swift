@@ -172,15 +172,18 @@ struct SourceDigest: Sendable {
             let stripe = ranges[start..<min(start + configuration.rangesPerStatement, ranges.count)]
             var parameters: [String?] = []
             let sql = stripe.enumerated().map { offset, range in
-                "SELECT \(offset), count(*)::text, coalesce(bit_xor(\(hashExpression)), 0)::text FROM \(source) WHERE \(predicate(range, &parameters))"
+                """
+                SELECT \(offset), count(*)::text, coalesce(sum(h >> 32), 0)::text, coalesce(sum(h & 4294967295), 0)::text
+                  FROM (SELECT \(hashExpression) AS h FROM \(source) WHERE \(predicate(range, &parameters))) AS r
+                """
             }.joined(separator: "\nUNION ALL ")
             let result = try await query(sql, parameters)
             var stripeDigests = Array(repeating: RangeDigest(), count: stripe.count)
             for row in result.rows {
                 guard let offset = row[0].flatMap({ Int($0) }), offset < stripe.count, let count = row[1].flatMap({ Int($0) }),
-                    let xor = row[2].flatMap({ Int64($0) })
+                    let high = row[2].flatMap({ Int64($0) }), let low = row[3].flatMap({ Int64($0) })
                 else { throw SyncError(.validation, "the source returned a malformed digest row for \(entity.table)") }
-                stripeDigests[offset] = RangeDigest(count: count, xor: UInt64(bitPattern: xor))
+                stripeDigests[offset] = RangeDigest(count: count, high: high, low: low)
                 reads.rows += count
             }
             digests += stripeDigests

@@ -1,3 +1,4 @@
+import Indexing
 /// Reads the source values a document keeps (a flat JSON object `{"column": "text" | null}`, as
 /// ``Indexing/FlatJSON`` writes it or as a store returns it) straight into a ``RowHash``, without
 /// building a dictionary or a string per value: the index side of a validation does this for every

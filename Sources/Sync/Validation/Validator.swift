@@ -148,7 +148,12 @@ public final class Validator: Sendable {
             let digests = try await side.digests(ranges)
             return (digests, side.reads)
         }()
-        let pass = try await index.digests(locator, checkContent: configuration.checkContent)
+        let pass: IndexDigest.Pass
+        if let checked = try await index.checkedDigests(ranges, locator, checkContent: configuration.checkContent) {
+            pass = checked
+        } else {
+            pass = try await index.digests(locator, checkContent: configuration.checkContent)
+        }
         let digested = try await sourceRead
         source.reads = digested.reads
         let sourceDigests = digested.digests

@@ -11,16 +11,16 @@ import Foundation
 /// then may fall into another range on the index side than on the source side, which makes both
 /// ranges differ and the validator compare them row by row, so the result stays exact and only the
 /// cost grows (`Docs/validation.md`).
-struct KeyOrder: Sendable {
+public struct KeyOrder: Sendable {
     /// How one key column compares.
-    enum Kind: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
         case integer
         case decimal
         case bytes
     }
 
     /// One key column's value, parsed for comparison.
-    enum Part: Sendable, Equatable {
+    public enum Part: Sendable, Equatable {
         case integer(Int64)
         case decimal(DecimalText)
         /// The UTF-8 bytes of the text (byte order is code point order).
@@ -36,7 +36,7 @@ struct KeyOrder: Sendable {
             }
         }
 
-        static func compare(_ lhs: Part, _ rhs: Part) -> Int {
+        public static func compare(_ lhs: Part, _ rhs: Part) -> Int {
             switch (lhs, rhs) {
             case (.integer(let a), .integer(let b)): return a < b ? -1 : a == b ? 0 : 1
             case (.decimal(let a), .decimal(let b)): return DecimalText.compare(a, b)
@@ -46,10 +46,10 @@ struct KeyOrder: Sendable {
         }
     }
 
-    let kinds: [Kind]
+    public let kinds: [Kind]
 
     /// - Parameter keyTypes: the key columns' SQL types (`format_type`, as ``Indexing/EntityMapping/keyTypes``).
-    init(keyTypes: [String], keyCount: Int) {
+    public init(keyTypes: [String], keyCount: Int) {
         kinds = (0..<keyCount).map { index in
             guard index < keyTypes.count else { return .bytes }
             let type = keyTypes[index].lowercased()
@@ -60,7 +60,7 @@ struct KeyOrder: Sendable {
     }
 
     /// A key parsed for comparison; `texts` has one text per key column.
-    func key(_ texts: [String]) -> [Part] {
+    public func key(_ texts: [String]) -> [Part] {
         var parts: [Part] = []
         parts.reserveCapacity(texts.count)
         for (index, text) in texts.enumerated() {
@@ -82,7 +82,7 @@ struct KeyOrder: Sendable {
     }
 
     /// Lexicographic comparison of two parsed keys: negative, zero or positive.
-    static func compare(_ lhs: [Part], _ rhs: [Part]) -> Int {
+    public static func compare(_ lhs: [Part], _ rhs: [Part]) -> Int {
         for (a, b) in zip(lhs, rhs) {
             let order = Part.compare(a, b)
             if order != 0 { return order }
@@ -92,7 +92,7 @@ struct KeyOrder: Sendable {
 
     /// The index of the range (of those `upperBounds` end, ascending, plus the open last one) that
     /// holds `key`: the first bound at or above it, or `upperBounds.count` when it is above all.
-    static func rangeIndex(of key: [Part], upperBounds: [[Part]]) -> Int {
+    public static func rangeIndex(of key: [Part], upperBounds: [[Part]]) -> Int {
         var low = 0
         var high = upperBounds.count
         while low < high {
@@ -106,7 +106,7 @@ struct KeyOrder: Sendable {
         return low
     }
 
-    static func compareBytes(_ a: String, _ b: String) -> Int {
+    public static func compareBytes(_ a: String, _ b: String) -> Int {
         var a = a
         var b = b
         return a.withUTF8 { left in
@@ -122,15 +122,64 @@ struct KeyOrder: Sendable {
     }
 }
 
+extension KeyOrder {
+    /// A key as bytes whose byte order (`memcmp`, then length) is ``compare(_:_:)``'s order: what
+    /// an index store keeps per document (`order_key`) so that it can cut its documents into the
+    /// validator's key ranges with plain comparisons, inside SQL.
+    ///
+    /// Each part is a tag (its kind's rank), then: an integer as 8 big-endian bytes with the sign bit
+    /// flipped; a decimal as its sign class, then (finite, non-zero) the count of integer digits
+    /// (4 bytes), the digits and a terminator, every byte inverted for a negative value; text as its
+    /// UTF-8 bytes and a 0 byte (PostgreSQL text holds no 0 byte). Every part's encoding is
+    /// prefix-free, so concatenating them orders keys part by part.
+    public func encoded(_ texts: [String]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(texts.count * 10)
+        for part in key(texts) { Self.append(part, to: &bytes) }
+        return bytes
+    }
+
+    static func append(_ part: Part, to bytes: inout [UInt8]) {
+        switch part {
+        case .integer(let value):
+            bytes.append(1)
+            let flipped = UInt64(bitPattern: value) ^ (1 << 63)
+            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: flipped >> UInt64(shift))) }
+        case .decimal(let value):
+            bytes.append(2)
+            bytes.append(UInt8(value.sign + 2))  // -Infinity 0, negative 1, zero 2, positive 3, Infinity 4, NaN 5
+            guard abs(value.sign) == 1 else { return }
+            var magnitude: [UInt8] = []
+            let count = UInt32(value.integer.count)
+            for shift in stride(from: 24, through: 0, by: -8) { magnitude.append(UInt8(truncatingIfNeeded: count >> UInt32(shift))) }
+            magnitude += value.integer
+            magnitude += value.fraction
+            magnitude.append(0)
+            bytes += value.sign < 0 ? magnitude.map { ~$0 } : magnitude
+        case .bytes(let text):
+            bytes.append(3)
+            bytes += text.utf8
+            bytes.append(0)
+        }
+    }
+
+    /// Byte order of two encoded keys: negative, zero or positive (what SQLite's BLOB and
+    /// PostgreSQL's `bytea` comparisons give).
+    public static func compareEncoded(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        for (x, y) in zip(a, b) where x != y { return x < y ? -1 : 1 }
+        return a.count < b.count ? -1 : a.count == b.count ? 0 : 1
+    }
+}
+
 /// A `numeric` value's text (`-12.340`, `NaN`, `Infinity`) reduced to what orders it: sign, the
 /// integer digits without leading zeros, the fraction digits without trailing zeros.
-struct DecimalText: Sendable, Equatable {
+public struct DecimalText: Sendable, Equatable {
     /// −2: −Infinity, −1: negative, 0: zero, 1: positive, 2: +Infinity, 3: NaN (PostgreSQL sorts NaN last).
-    var sign: Int
-    var integer: [UInt8]
-    var fraction: [UInt8]
+    public var sign: Int
+    public var integer: [UInt8]
+    public var fraction: [UInt8]
 
-    init?(_ text: String) {
+    public init?(_ text: String) {
         switch text {
         case "NaN": self.init(sign: 3)
         case "Infinity": self.init(sign: 2)
@@ -161,7 +210,7 @@ struct DecimalText: Sendable, Equatable {
         self.fraction = fraction
     }
 
-    static func compare(_ a: DecimalText, _ b: DecimalText) -> Int {
+    public static func compare(_ a: DecimalText, _ b: DecimalText) -> Int {
         if a.sign != b.sign { return a.sign < b.sign ? -1 : 1 }
         guard abs(a.sign) == 1 else { return 0 }
         var magnitude: Int

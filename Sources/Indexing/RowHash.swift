@@ -19,15 +19,15 @@
 /// seed) over the text's bytes in the database encoding; hash partitioning depends on it, so it is
 /// stable across versions. This type computes the same function on the UTF-8 bytes of the text
 /// forms the agent stores, which equals PostgreSQL's for UTF8 databases on little-endian servers —
-/// ``SourceDigest`` checks both before a validation (a probe computed on both sides).
-struct RowHash: Sendable, Equatable {
+/// the validator checks both before a validation (a probe computed on both sides).
+public struct RowHash: Sendable, Equatable {
     /// The chain so far (h₀ = 0).
-    private(set) var value: UInt64 = 0
+    public private(set) var value: UInt64 = 0
 
-    init() {}
+    public init() {}
 
     /// Adds a value (`nil` for NULL).
-    mutating func add(_ text: String?) {
+    public mutating func add(_ text: String?) {
         guard var text else {
             value = Self.hash(UnsafeRawBufferPointer(start: nil, count: 0), seed: value ^ 1)
             return
@@ -36,22 +36,22 @@ struct RowHash: Sendable, Equatable {
     }
 
     /// Adds a non-NULL value given as bytes.
-    mutating func add(bytes: UnsafeRawBufferPointer) {
+    public mutating func add(bytes: UnsafeRawBufferPointer) {
         value = Self.hash(bytes, seed: value)
     }
 
     /// Adds NULL.
-    mutating func addNull() {
+    public mutating func addNull() {
         value = Self.hash(UnsafeRawBufferPointer(start: nil, count: 0), seed: value ^ 1)
     }
 
     /// Adds a value the document does not have at all (its source values lack the column).
-    mutating func addMissing() {
+    public mutating func addMissing() {
         value = Self.hash(UnsafeRawBufferPointer(start: nil, count: 0), seed: value ^ 2)
     }
 
     /// The row hash of `values`, in order.
-    static func of(_ values: [String?]) -> UInt64 {
+    public static func of(_ values: [String?]) -> UInt64 {
         var hash = RowHash()
         for value in values { hash.add(value) }
         return hash.value
@@ -60,7 +60,7 @@ struct RowHash: Sendable, Equatable {
     /// PostgreSQL's `hash_bytes_extended(bytes, seed)` as it runs on a little-endian machine, which
     /// is what `hashtextextended(text, seed)` returns (as a signed bigint) for a deterministic
     /// collation.
-    static func hash(_ bytes: UnsafeRawBufferPointer, seed: UInt64) -> UInt64 {
+    public static func hash(_ bytes: UnsafeRawBufferPointer, seed: UInt64) -> UInt64 {
         var a: UInt32 = 0x9E37_79B9 &+ UInt32(truncatingIfNeeded: bytes.count) &+ 3_923_095
         var b = a
         var c = a
@@ -96,7 +96,7 @@ struct RowHash: Sendable, Equatable {
     }
 
     /// The row hash as PostgreSQL prints it (a signed bigint).
-    static func signed(_ value: UInt64) -> Int64 { Int64(bitPattern: value) }
+    public static func signed(_ value: UInt64) -> Int64 { Int64(bitPattern: value) }
 
     @inline(__always)
     private static func word(_ bytes: UnsafeRawBufferPointer, _ offset: Int) -> UInt32 {
