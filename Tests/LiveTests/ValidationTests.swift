@@ -102,6 +102,17 @@ import Testing
                 #expect(result.index.rows == 20_000)
                 // The store digests the ranges from the documents' checks: no document crosses to the validator.
                 #expect(result.index.bytes * 20 < tableBytes, "read \(result.index.bytes) bytes of the index")
+
+                // The source's digests spread over three connections (a few ranges per statement) agree.
+                var spread = validator.configuration
+                spread.source.rangesPerStatement = 3
+                spread.sourceConnections = 3
+                let parallel = Validator(
+                    configuration: spread, entities: [try #require(validator.entity("item"))], store: store, sourceURL: configuration.source.url,
+                    logger: testLogger)
+                let again = try await parallel.validate(entity: "item")
+                #expect(again.status == .inSync && again.sourceRows == 20_000 && again.ranges == result.ranges, "\(again)")
+                #expect(again.source.queries > result.source.queries)
             }
         }
     }

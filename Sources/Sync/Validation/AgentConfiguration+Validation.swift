@@ -1,4 +1,3 @@
-import Indexing
 import Foundation
 
 extension AgentConfiguration {

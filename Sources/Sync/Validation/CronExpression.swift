@@ -1,4 +1,3 @@
-import Indexing
 import Foundation
 
 /// A cron schedule of five fields — minute, hour, day of month, month, day of week — as in

@@ -80,6 +80,16 @@ struct SourceDigest: Sendable {
 
     func close() async { await connection.close() }
 
+    /// Another side on a connection of its own, for the same entity (to digest ranges in parallel;
+    /// the server was checked already), starting from this side's ``reads``.
+    func sibling(url: String, logger: Logger) async throws -> SourceDigest {
+        let connection = try await PostgresConnection.connect(url, applicationName: "tidemark-validation", logger: logger)
+        var side = SourceDigest(
+            configuration: configuration, entity: entity, connection: connection, partitioned: partitioned, hashExpression: hashExpression)
+        side.reads = reads
+        return side
+    }
+
     /// The SQL row hash (``RowHash``): `hashtextextended` chained over the key columns, then the
     /// source columns, each as its output text (`concat`; text columns as they are), NULL marked in
     /// the seed's lowest bit.

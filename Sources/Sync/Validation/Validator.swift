@@ -49,6 +49,9 @@ public final class Validator: Sendable {
         public var settleTimeout: Duration = .seconds(10)
         /// Documents per index read. Default 5 000.
         public var pageSize = 5_000
+        /// Source connections the first level's digests are spread over when there are more ranges
+        /// than one statement covers: PostgreSQL hashes rows on one core per connection. Default 2.
+        public var sourceConnections = 2
         /// Bounds of the source statements.
         var source = SourceDigest.Configuration()
 
@@ -102,6 +105,9 @@ public final class Validator: Sendable {
         return Validator(configuration: configuration, entities: entities, store: store, sourceURL: agent.source.url, logger: logger)
     }
 
+    /// The mapping of an entity it validates.
+    func entity(_ name: String) -> EntityMapping? { entities[name] }
+
     /// The entities it can validate, sorted.
     public var entityNames: [String] { entities.keys.sorted() }
 
@@ -143,10 +149,34 @@ public final class Validator: Sendable {
         let locator = RangeLocator(order: index.order, boundaries: boundaries)
         try await catchUp(&source)
         let sourceSide = source
+        let sourceURL = sourceURL
+        let logger = logger
+        let connections = max(1, min(configuration.sourceConnections, ranges.count / max(1, configuration.source.rangesPerStatement)))
         async let sourceRead: (digests: [RangeDigest], reads: ValidationResult.Reads) = {
-            var side = sourceSide
-            let digests = try await side.digests(ranges)
-            return (digests, side.reads)
+            // Consecutive shares of the ranges, one per connection (the first on the validator's own).
+            let share = (ranges.count + connections - 1) / connections
+            return try await withThrowingTaskGroup(of: (Int, [RangeDigest], ValidationResult.Reads).self) { group in
+                for part in 0..<connections {
+                    let slice = Array(ranges[min(ranges.count, part * share)..<min(ranges.count, (part + 1) * share)])
+                    group.addTask {
+                        var side = part == 0 ? sourceSide : try await sourceSide.sibling(url: sourceURL, logger: logger)
+                        do {
+                            let digests = try await side.digests(slice)
+                            if part > 0 { await side.close() }
+                            return (part, digests, side.reads)
+                        } catch {
+                            if part > 0 { await side.close() }
+                            throw error
+                        }
+                    }
+                }
+                var parts: [(Int, [RangeDigest], ValidationResult.Reads)] = []
+                for try await part in group { parts.append(part) }
+                parts.sort { $0.0 < $1.0 }
+                var reads = sourceSide.reads
+                for part in parts { reads.add(part.2, since: sourceSide.reads) }
+                return (parts.flatMap(\.1), reads)
+            }
         }()
         let pass: IndexDigest.Pass
         if let checked = try await index.checkedDigests(ranges, locator, checkContent: configuration.checkContent) {
@@ -290,6 +320,16 @@ public final class Validator: Sendable {
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(50))
         }
+    }
+}
+
+extension ValidationResult.Reads {
+    /// Adds what `other` read since `start` (`other` began as a copy of `start`).
+    mutating func add(_ other: ValidationResult.Reads, since start: ValidationResult.Reads) {
+        rows += other.rows - start.rows
+        bytes += other.bytes - start.bytes
+        queries += other.queries - start.queries
+        seconds += other.seconds - start.seconds
     }
 }
 
