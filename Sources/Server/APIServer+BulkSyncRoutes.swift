@@ -62,12 +62,5 @@ extension APIServer {
         }
     }
 
-    func requireValidator() throws -> any DriftValidation {
-        guard let validator else {
-            throw ServerError(
-                .notImplemented,
-                "drift validation is not in this build yet (it arrives with Sync's validator, validate(entity:)); until then compare `tidemark export` with the table, and repair with POST /api/ai/bulk-sync/index/{entity}")
-        }
-        return validator
-    }
+    func requireValidator() throws -> any DriftValidation { validator }
 }

@@ -57,7 +57,7 @@ public final class APIServer: Service, Sendable {
     public let configuration: Configuration
     let agent: Agent
     let metrics: MetricsRecorder?
-    let validator: (any DriftValidation)?
+    let validator: any DriftValidation
     let logger: Logger
     let probe: SourceProbe
     let reporter: StatusReporter
@@ -66,7 +66,7 @@ public final class APIServer: Service, Sendable {
     /// - Parameters:
     ///   - agent: the agent whose state is served and whose store jobs go to.
     ///   - metrics: sampled and rendered at `/metrics` (with ``Configuration/registry``).
-    ///   - validator: the drift validator; `nil` until it lands (the drift paths answer 501).
+    ///   - validator: what the drift paths call; by default the running agent's validator.
     public init(
         configuration: Configuration, agent: Agent, metrics: MetricsRecorder? = nil, validator: (any DriftValidation)? = nil,
         logger: Logger
@@ -74,7 +74,7 @@ public final class APIServer: Service, Sendable {
         self.configuration = configuration
         self.agent = agent
         self.metrics = metrics
-        self.validator = validator
+        self.validator = validator ?? AgentDriftValidation(agent: agent)
         self.logger = logger
         self.probe = SourceProbe(url: agent.configuration.source.url, logger: logger)
         self.reporter = StatusReporter(configuration: .init(cacheTTL: configuration.statusCacheTTL), agent: agent, probe: probe, logger: logger)

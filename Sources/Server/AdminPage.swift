@@ -152,7 +152,7 @@ function renderStatus(status) {
   if (names.join() !== entityNames.join()) {
     entityNames = names;
     $("search-entity").innerHTML = names.map(n => "<option>" + esc(n) + "</option>").join("");
-    $("drift").innerHTML = '<p class="muted">Validate an entity to compare the index with its table.</p>' + names.map(n => '<button data-validate="' + esc(n) + '">Validate ' + esc(n) + "</button> ").join("");
+    $("drift").innerHTML = '<p class="muted">Validate an entity to compare the index with its table.</p><p id="drift-latest"></p>' + names.map(n => '<button data-validate="' + esc(n) + '">Validate ' + esc(n) + "</button> ").join("");
   }
   body.innerHTML = status.entities.map(e => {
     const cls = e.state === "loaded" ? "ok" : e.state === "not_loaded" ? "bad" : "warn";
@@ -165,8 +165,10 @@ function renderStatus(status) {
   if (emb) rows.push(["Model", esc(emb.model) + " (" + emb.dimensions + " dims)"], ["Provider", emb.healthy ? '<span class="pill ok">healthy</span>' : '<span class="pill bad">failing</span> ' + esc(emb.last_error)], ["Requests / inputs / tokens", emb.requests + " / " + emb.inputs + " / " + emb.tokens], ["Errors / retries", emb.errors + " / " + emb.retries]);
   rows.push(["Batches", p.batches], ["Upserts / deletes / truncates", p.upserts + " / " + p.deletes + " / " + p.truncates], ["Embeddings skipped (unchanged)", p.embeddings_skipped], ["Commit → searchable p50 / p99", p.latency_p50_ms + " / " + p.latency_p99_ms + " ms"]);
   $("embedder").tBodies[0].innerHTML = rows.map(r => "<tr><th>" + r[0] + "</th><td>" + r[1] + "</td></tr>").join("");
-  if (status.drift) {
-    $("drift").insertAdjacentHTML("beforeend", "<pre>" + esc(JSON.stringify(status.drift, null, 1)) + "</pre>");
+  const latest = $("drift-latest");
+  if (latest && status.drift) {
+    const found = Object.entries(status.drift);
+    latest.textContent = found.length ? "Latest validation: " + found.map(([n, c]) => n + " " + (c ? c + " ids differ" : "in sync")).join(", ") : "";
   }
 }
 
@@ -241,7 +243,7 @@ document.addEventListener("click", async (event) => {
       toast(outcome.message); loadDeadLetters();
     } else if (target.dataset.validate) {
       const report = await api("POST", "/api/ai/bulk-sync/validate/" + encodeURIComponent(target.dataset.validate));
-      $("drift").insertAdjacentHTML("beforeend", "<p>" + esc(report.entity) + ": " + report.checked + " checked, " + report.missing + " missing, " + report.orphaned + " orphaned, " + report.stale + " stale</p>");
+      $("drift").insertAdjacentHTML("beforeend", "<p>" + esc(report.entity) + ": " + esc((report.status || "").replace("_", " ")) + " — " + report.checked + " rows checked, " + report.missing + " missing, " + report.orphaned + " orphaned, " + report.stale + " stale, " + (report.dead_lettered || 0) + " dead-lettered</p>");
     } else if (target.id === "token-save") {
       token = $("token").value.trim(); sessionStorage.setItem("tidemark.token", token); $("token-box").style.display = "none"; toast("token saved for this tab");
     }

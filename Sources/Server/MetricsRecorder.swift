@@ -84,7 +84,7 @@ public final class MetricsRecorder: Sendable {
             gauge("tidemark_documents", [("entity", entity.name)]).record(Double(entity.documents))
             gauge("tidemark_dead_letters", [("entity", entity.name)]).record(Double(entity.deadLetters))
             gauge("tidemark_backfill_progress_ratio", [("entity", entity.name)]).record((entity.job?.percent ?? 100) / 100)
-            // Placeholder until drift validation lands: 0 means "not measured", not "no drift".
+            // 0 also while an entity was never validated.
             gauge("tidemark_drift_documents", [("entity", entity.name)]).record(Double(report.drift?[entity.name] ?? 0))
             if entity.job != nil { active += 1 }
         }

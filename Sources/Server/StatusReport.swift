@@ -60,7 +60,8 @@ struct StatusReport: Codable, Sendable {
     var deadLetters: Int
     var embedder: EmbedderSection?
     var pipeline: PipelineSection
-    /// Drift counts per entity once validation lands; `null` until then.
+    /// Per entity validated at least once: the drift its latest validation found (missing,
+    /// orphaned, stale and dead-lettered ids). `null` while the agent starts.
     var drift: [String: Int]?
     var generatedAt: Double
 }

@@ -49,6 +49,7 @@ final class StatusReporter: Sendable {
         var entities: [StatusReport.Entity] = []
         var deadLetterTotal = 0
         var embedder: StatusReport.EmbedderSection?
+        var drift: [String: Int]?
         if let runtime = agent.runtime {
             let store = runtime.store
             let incarnation = try await store.state("slot.incarnation")
@@ -56,7 +57,12 @@ final class StatusReporter: Sendable {
             let letters = try await store.deadLetters(entity: nil)
             deadLetterTotal = letters.count
             let lettersByEntity = Dictionary(grouping: letters, by: \.entity)
+            var driftCounts: [String: Int] = [:]
             for entity in configuration.entities {
+                // The latest validation with a result (a repair's is its closing validation).
+                if let latest = try await store.validations(entity: entity.name, limit: 5).first(where: { $0.result != nil })?.result {
+                    driftCounts[entity.name] = latest.driftCount
+                }
                 let loadedUnder = try await store.state("loaded.\(entity.name)")
                 let loaded = incarnation != nil && loadedUnder == incarnation
                 let job = active.first { $0.entity == entity.name }
@@ -76,6 +82,7 @@ final class StatusReporter: Sendable {
                 model: runtime.embedder.model, dimensions: runtime.embedder.dimensions, healthy: health.healthy, lastError: health.lastError,
                 lastSuccessAt: health.lastSuccessAt, requests: counts.requests, inputs: counts.inputs, tokens: counts.tokens,
                 errors: counts.errors, retries: counts.retries, rateLimited: counts.rateLimited)
+            drift = driftCounts
         } else {
             entities = configuration.entities.map {
                 .init(name: $0.name, table: $0.table.description, documents: 0, state: "starting", job: nil, deadLetters: 0)
@@ -91,6 +98,6 @@ final class StatusReporter: Sendable {
                 embeddingCalls: statistics.embeddingCalls, embeddingsSkipped: statistics.embeddingsSkipped,
                 deadLetters: statistics.deadLetters, latencyP50Ms: statistics.latency.percentile(0.5),
                 latencyP99Ms: statistics.latency.percentile(0.99)),
-            drift: nil, generatedAt: Date().timeIntervalSince1970)
+            drift: drift, generatedAt: Date().timeIntervalSince1970)
     }
 }

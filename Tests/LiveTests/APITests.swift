@@ -100,14 +100,27 @@ import Testing
             expectError(try await api.get("/api/ai/bulk-sync/status/job-0000000000"), 404, "not_found", "no job")
             expectError(try await api.call("POST", "/api/ai/bulk-sync/index/product", body: String(repeating: "x", count: 2 << 20)), 413, "content_too_large")
 
-            // Drift: 501 with the explanation until the validator lands; unknown entities stay 404.
+            // Drift: the running agent validates and repairs; the status and metrics report the latest drift.
             coverage.hit("/api/ai/bulk-sync/validate/{entity}")
-            expectError(try await api.post("/api/ai/bulk-sync/validate/product"), 501, "not_implemented", "drift validation")
+            let clean = try await api.post("/api/ai/bulk-sync/validate/product")
+            #expect(clean.status == 200 && clean.json["status"] as? String == "in_sync" && clean.json["missing"] as? Int == 0, "\(clean.text)")
+            #expect((clean.json["checked"] as? Int ?? 0) > 0 && clean.json["validation_id"] is String, "\(clean.text)")
             expectError(try await api.post("/api/ai/bulk-sync/validate/nosuch"), 404, "not_found")
+            expectError(try await api.post("/api/ai/bulk-sync/validate/product", #"{"deep": true}"#), 400, "bad_request", "unknown field")
+            // Two documents deleted from the index behind the agent's back.
+            try await api.deleteDocumentsBehindTheAgent("product", ids: ["1", "2"])
             coverage.hit("/api/ai/bulk-sync/validate-all")
-            expectError(try await api.post("/api/ai/bulk-sync/validate-all"), 501, "not_implemented")
+            let all = try await api.post("/api/ai/bulk-sync/validate-all")
+            let reports = try #require(all.json["reports"] as? [[String: Any]], "\(all.text)")
+            #expect(all.status == 200 && reports.count == 1 && reports.first?["missing"] as? Int == 2, "\(all.text)")
+            #expect(reports.first?["status"] as? String == "drifted")
+            try await Task.sleep(for: .milliseconds(300))  // past the status cache
+            let drifted = try await api.get("/api/status")
+            #expect((drifted.json["drift"] as? [String: Any])?["product"] as? Int == 2, "\(drifted.text)")
             coverage.hit("/api/ai/bulk-sync/fix-drift/{entity}")
-            expectError(try await api.post("/api/ai/bulk-sync/fix-drift/product"), 501, "not_implemented")
+            let fixed = try await api.post("/api/ai/bulk-sync/fix-drift/product")
+            #expect(fixed.status == 202 && fixed.json["missing"] as? Int == 2 && fixed.json["repair_job_id"] is String, "\(fixed.text)")
+            #expect(fixed.json["repair_job_status"] as? String == "completed" && fixed.json["status"] as? String == "in_sync", "\(fixed.text)")
             expectError(try await api.post("/api/ai/bulk-sync/fix-drift/nosuch"), 404, "not_found")
 
             // Rebuild, a second one refused while the first is active, then rollback of the completed one.
@@ -260,6 +273,15 @@ import Testing
 }
 
 extension APIHarness {
+    /// Deletes documents from the agent's SQLite index file, as another program could.
+    func deleteDocumentsBehindTheAgent(_ entity: String, ids: [String]) async throws {
+        guard case .sqlite(let path) = agent.configuration.index else {
+            Issue.record("the API tests keep their index in SQLite")
+            return
+        }
+        #expect(try IndexFile(path: path).deleteDocuments(entity, ids: ids) == ids.count)
+    }
+
     /// Reads `/api/events` until its first `update` event; returns its data.
     func firstEvent(token: String? = nil) async throws -> [String: Any] {
         var request = HTTPClientRequest(url: baseURL + "/api/events")
