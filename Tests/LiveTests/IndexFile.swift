@@ -75,6 +75,13 @@ final class IndexFile {
         try edit(entity, id: id, column: "content") { _ in content }
     }
 
+    /// Removes the checks of the entity's documents (as in a file written before checks existed).
+    func dropChecks(_ entity: String) throws {
+        try queue.write { db in
+            try db.execute(sql: "UPDATE documents SET row_hash = NULL, order_key = NULL, render = NULL WHERE entity = ?", arguments: [entity])
+        }
+    }
+
     /// The ids of the entity's active documents.
     func ids(_ entity: String) throws -> [String] {
         try queue.read { db in

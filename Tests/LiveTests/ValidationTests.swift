@@ -113,6 +113,14 @@ import Testing
                 let again = try await parallel.validate(entity: "item")
                 #expect(again.status == .inSync && again.sourceRows == 20_000 && again.ranges == result.ranges, "\(again)")
                 #expect(again.source.queries > result.source.queries)
+
+                // Documents without checks (a file from before them) are read in full, and an edit among them is still found.
+                let file = try IndexFile(path: Self.indexPath(configuration))
+                try file.dropChecks("item")
+                try file.setContent("item", id: "77", to: "edited while unchecked")
+                let legacy = try await validator.validate(entity: "item")
+                #expect(legacy.stale == .init(ids: ["77"]) && legacy.missing.count == 0 && legacy.orphaned.count == 0, "\(legacy)")
+                #expect(legacy.index.rows >= 20_000 && legacy.index.bytes > tableBytes / 2, "every document read: \(legacy.index)")
             }
         }
     }
