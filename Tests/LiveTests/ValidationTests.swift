@@ -125,6 +125,36 @@ import Testing
         }
     }
 
+    /// The pgvector store digests key ranges from its documents' checks too, and its trigger turns
+    /// an edit made with SQL into a full comparison of that document.
+    @Test(arguments: LiveCase.all.filter { $0.index != .sqlite })
+    func aPgvectorIndexValidatesFromItsChecksAndEditsAreFound(live: LiveCase) async throws {
+        let directory = NSTemporaryDirectory() + "tidemark-validation-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await withDatabase(live, directory: directory) { db, index in
+            try await Self.createItems(db, rows: 5_000)
+            var configuration = Self.configuration(db)
+            configuration.index = index.index
+            try await withAgent(configuration) { _, store in
+                try await waitForCheckpoint(store, try await db.currentLSN())
+                let validator = try await Validator.make(configuration, store: store, logger: testLogger)
+                let clean = try await validator.validate(entity: "item")
+                #expect(clean.status == .inSync && clean.documents == 5_000 && clean.ranges >= 4, "\(clean)")
+                #expect(clean.index.bytes < 2_000, "the store digested the ranges: \(clean.index)")
+
+                try await index.editBehindTheAgent("""
+                    DELETE FROM DOCUMENTS WHERE id IN ('12', '4000');
+                    UPDATE DOCUMENTS SET content = 'edited with SQL' WHERE id = '321';
+                    UPDATE DOCUMENTS SET source = replace(source, 'item 999', 'item nine') WHERE id = '999';
+                    """)
+                let found = try await validator.validate(entity: "item")
+                #expect(found.missing == .init(ids: ["12", "4000"]) && found.stale == .init(ids: ["321", "999"]), "\(found)")
+                #expect(found.orphaned.count == 0 && found.unsettled.count == 0)
+            }
+        }
+    }
+
     @Test(arguments: LiveServer.all)
     func driftMadeBehindTheAgentsBackIsFoundExactlyAndRepaired(server: LiveServer) async throws {
         try await withDatabase(on: server) { db in
