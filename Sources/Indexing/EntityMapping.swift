@@ -45,8 +45,13 @@ public struct EntityMapping: Sendable {
         seen = []
         selectColumns = (keyColumns + source).filter { seen.insert($0).inserted }
         keyOrder = KeyOrder(keyTypes: keyTypes, keyCount: keyColumns.count)
+        // The key (columns and types) is part of it: documents written under another key have ids
+        // and order keys of that key.
+        let booleans = booleanColumns.intersection(source).sorted()
         renderFingerprint = RowHash.signed(
-            RowHash.of(["tidemark.render.1", template.source] + metadataColumns + ["booleans"] + booleanColumns.sorted()))
+            RowHash.of(
+                ["tidemark.render.2", template.source, "metadata"] + metadataColumns + ["booleans"] + booleans + ["key"] + keyColumns
+                    + ["types"] + keyTypes))
     }
 
     /// Renders a document from the row's values (text forms by column name).
@@ -71,7 +76,12 @@ public struct EntityMapping: Sendable {
         return document
     }
 
-    /// The document's ``DocumentCheck``: `nil` when a key value is missing or NULL (no row has such a key).
+    /// Longest order key a document keeps a check with; longer keys (kilobytes of text) would not
+    /// fit a B-tree entry of the stores' check index, and their documents are compared in full.
+    public static let longestCheckedKey = 1_024
+
+    /// The document's ``DocumentCheck``: `nil` when a key value is missing or NULL (no row has such
+    /// a key), or the encoded key is longer than ``longestCheckedKey``.
     private func check(_ values: [String: String?], source: [String: String?]) -> DocumentCheck? {
         var keyTexts: [String] = []
         keyTexts.reserveCapacity(keyColumns.count)
@@ -82,7 +92,9 @@ public struct EntityMapping: Sendable {
         var hash = RowHash()
         for text in keyTexts { hash.add(text) }
         for column in sourceColumns { hash.add(source[column] ?? nil) }
-        return DocumentCheck(rowHash: RowHash.signed(hash.value), orderKey: keyOrder.encoded(keyTexts), render: renderFingerprint)
+        let orderKey = keyOrder.encoded(keyTexts)
+        guard orderKey.count <= Self.longestCheckedKey else { return nil }
+        return DocumentCheck(rowHash: RowHash.signed(hash.value), orderKey: orderKey, render: renderFingerprint)
     }
 
     /// Hex SHA-256 of the content.

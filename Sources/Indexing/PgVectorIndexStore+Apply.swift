@@ -46,6 +46,8 @@ extension PgVectorIndexStore {
         _ batch: IndexBatch, state: [String: String], schema s: String, on connection: isolated PostgresConnection,
         staged: StagedUpserts? = nil
     ) throws {
+        // Documents written in this transaction keep their checks (see `checksSQL`).
+        try connection.simpleQuery("SET LOCAL tidemark.writing = on")
         for entity in batch.truncates {
             try connection.query("DELETE FROM \(s).chunks WHERE entity = $1", [entity])
             try connection.query("DELETE FROM \(s).documents WHERE entity = $1", [entity])

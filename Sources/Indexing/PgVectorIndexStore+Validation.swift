@@ -18,35 +18,38 @@ extension PgVectorIndexStore {
     }
 
     /// The documents' checks (``DocumentCheck``), the index validation digests them through, and
-    /// the trigger that clears a document's row hash when anything but the pipeline edits it (see
-    /// `SQLiteIndexStore.migrateChecks`).
+    /// the trigger that clears a document's row hash when anything but the pipeline writes it: the
+    /// pipeline's write transactions set `tidemark.writing` (`SET LOCAL`), so an `INSERT` or
+    /// `UPDATE` in any other transaction (an edit, a copied row, an older agent that does not keep
+    /// checks) sends that document through the full comparison.
     static func checksSQL(_ s: String) -> String {
         let table = "\(s).documents"
-        let literal = "'" + table.replacingOccurrences(of: "'", with: "''") + "'"
         return """
             ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS row_hash bigint, ADD COLUMN IF NOT EXISTS order_key bytea,
                 ADD COLUMN IF NOT EXISTS render bigint;
             CREATE INDEX IF NOT EXISTS documents_checks ON \(table) (entity, generation, order_key) INCLUDE (render, row_hash);
-            CREATE OR REPLACE FUNCTION \(s).documents_edited() RETURNS trigger LANGUAGE plpgsql AS $body$
+            CREATE OR REPLACE FUNCTION \(s).documents_written_outside() RETURNS trigger LANGUAGE plpgsql AS $body$
             BEGIN
-                IF NEW.row_hash IS NOT NULL AND NEW.row_hash = OLD.row_hash AND NEW.render IS NOT DISTINCT FROM OLD.render
-                   AND NEW.lsn = OLD.lsn
-                   AND (NEW.entity, NEW.generation, NEW.id, NEW.content, NEW.metadata, NEW.source)
-                       IS DISTINCT FROM (OLD.entity, OLD.generation, OLD.id, OLD.content, OLD.metadata, OLD.source) THEN
+                IF NEW.row_hash IS NOT NULL AND coalesce(current_setting('tidemark.writing', true), '') <> 'on' THEN
                     NEW.row_hash := NULL;
                 END IF;
                 RETURN NEW;
             END
             $body$;
+            DROP TRIGGER IF EXISTS documents_edited ON \(table);
+            DROP FUNCTION IF EXISTS \(s).documents_edited();
             DO $body$
             BEGIN
-                IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'documents_edited' AND tgrelid = \(literal)::regclass) THEN
-                    CREATE TRIGGER documents_edited BEFORE UPDATE ON \(table) FOR EACH ROW EXECUTE FUNCTION \(s).documents_edited();
+                IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'documents_written_outside' AND tgrelid = \(literal(table))::regclass) THEN
+                    CREATE TRIGGER documents_written_outside BEFORE INSERT OR UPDATE ON \(table)
+                        FOR EACH ROW EXECUTE FUNCTION \(s).documents_written_outside();
                 END IF;
             END
             $body$;
             """
     }
+
+    private static func literal(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }
 
     /// Ranges digested per statement (a `UNION ALL` of one aggregate per range).
     private static let rangesPerStatement = 64

@@ -18,19 +18,25 @@ extension SQLiteIndexStore {
             """)
     }
 
-    /// The index that lets validation digest key ranges without reading documents, and the trigger
-    /// that clears a document's row hash when anything but the pipeline edits it: an update that
-    /// changes its id, content, metadata or source values but keeps its row hash, fingerprint and
-    /// position. The pipeline never writes such an update (new source values come with a new row
-    /// hash and position, a new rendering with a new fingerprint), so this is an edit behind the
-    /// agent's back, and the document goes through the full comparison.
+    /// The `state` key present only inside the pipeline's own write transactions (inserted first,
+    /// deleted before commit): SQLite has one writer at a time, so a document written while it is
+    /// absent was written by something else.
+    static let writingMark = "tidemark.writing"
+
+    /// The index that lets validation digest key ranges without reading documents, and the triggers
+    /// that clear a document's row hash when anything but the pipeline writes it: an `INSERT` or
+    /// `UPDATE` outside the pipeline's transactions (an edit, a copied row, `INSERT OR REPLACE`, an
+    /// older agent that does not keep checks), so that validation compares that document in full.
     static func migrateChecks(_ db: Database) throws {
+        let outside = "NEW.row_hash IS NOT NULL AND NOT EXISTS (SELECT 1 FROM state WHERE key = '\(writingMark)')"
         try db.execute(sql: """
             CREATE INDEX IF NOT EXISTS documents_checks ON documents (entity, generation, order_key, render, row_hash);
-            CREATE TRIGGER IF NOT EXISTS documents_edited AFTER UPDATE OF entity, generation, id, content, metadata, source ON documents
-              WHEN NEW.row_hash IS NOT NULL AND NEW.row_hash IS OLD.row_hash AND NEW.render IS OLD.render AND NEW.lsn IS OLD.lsn
-               AND (NEW.entity IS NOT OLD.entity OR NEW.generation IS NOT OLD.generation OR NEW.id IS NOT OLD.id
-                    OR NEW.content IS NOT OLD.content OR NEW.metadata IS NOT OLD.metadata OR NEW.source IS NOT OLD.source)
+            DROP TRIGGER IF EXISTS documents_edited;
+            CREATE TRIGGER IF NOT EXISTS documents_written_outside AFTER INSERT ON documents WHEN \(outside)
+            BEGIN
+              UPDATE documents SET row_hash = NULL WHERE rowid = NEW.rowid;
+            END;
+            CREATE TRIGGER IF NOT EXISTS documents_updated_outside AFTER UPDATE ON documents WHEN \(outside)
             BEGIN
               UPDATE documents SET row_hash = NULL WHERE rowid = NEW.rowid;
             END;

@@ -170,6 +170,9 @@ public final class SQLiteIndexStore: IndexStore {
         do {
             try await pool.write { db in
                 let now = Date().timeIntervalSince1970
+                // Documents written in this transaction keep their checks (see `migrateChecks`).
+                try db.execute(sql: "INSERT OR REPLACE INTO state (key, value) VALUES (?, '1')", arguments: [Self.writingMark])
+                defer { try? db.execute(sql: "DELETE FROM state WHERE key = ?", arguments: [Self.writingMark]) }
                 for entity in batch.truncates {
                     try db.execute(sql: "DELETE FROM chunks WHERE entity = ?", arguments: [entity])
                     try db.execute(sql: "DELETE FROM documents WHERE entity = ?", arguments: [entity])

@@ -31,13 +31,14 @@ final class IndexFile {
     }
 
     /// Inserts copies of a document under ids no row has.
-    func insertCopies(_ entity: String, of id: String, as newIDs: [String]) throws {
+    func insertCopies(_ entity: String, of id: String, as newIDs: [String], keepingChecks: Bool = false) throws {
+        let checks = keepingChecks ? ", row_hash, order_key, render" : ""
         try queue.write { db in
             for newID in newIDs {
                 try db.execute(
                     sql: """
-                        INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes)
-                        SELECT entity, generation, ?, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes
+                        INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes\(checks))
+                        SELECT entity, generation, ?, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes\(checks)
                           FROM documents WHERE entity = ? AND id = ? AND \(Self.active)
                         """,
                     arguments: [newID, entity, id, entity])

@@ -254,25 +254,33 @@ import Testing
             try await store.apply(rewrite, state: [:])
             #expect(try await store.checkedDigests(entity: "e", render: mapping.renderFingerprint, ranges: ranges)?.map(\.verified) == [3, 4, 3, 0])
 
-            // Edits behind the agent's back: content, source values, metadata, an id; and a document with no check at all.
+            // Writes behind the agent's back: content, source values, metadata, an id, content with a forged position
+            // (as an agent that keeps no checks would write it), a copy without a check, a copy with another
+            // document's check, and a document moved to another id with its check.
+            let allColumns = "entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes, row_hash, order_key, render"
+            func copied(as id: String) -> String { allColumns.replacingOccurrences(of: "generation, id,", with: "generation, '\(id)',") }
             try await index.editBehindTheAgent("""
                 UPDATE DOCUMENTS SET content = 'edited' WHERE id = '3';
                 UPDATE DOCUMENTS SET source = replace(source, 'text 11', 'other') WHERE id = '11';
-                UPDATE DOCUMENTS SET metadata = \(index.kind == .sqlite ? "'{\"kind\":\"odd\"}'" : "'{\"kind\":\"odd\"}'::jsonb") WHERE id = '12';
+                UPDATE DOCUMENTS SET metadata = '{"kind":"odd"}' WHERE id = '12';
                 UPDATE DOCUMENTS SET id = '13' WHERE id = '100';
+                UPDATE DOCUMENTS SET content = 'forged', lsn = lsn + 1 WHERE id = '9';
                 INSERT INTO DOCUMENTS (entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at)
                      SELECT entity, generation, '5', content, content_hash, metadata, source, model, lsn, updated_at FROM DOCUMENTS WHERE id = '1';
+                INSERT INTO DOCUMENTS (\(allColumns)) SELECT \(copied(as: "7")) FROM DOCUMENTS WHERE id = '1000';
+                INSERT INTO DOCUMENTS (\(allColumns)) SELECT \(copied(as: "8")) FROM DOCUMENTS WHERE id = '2';
+                DELETE FROM DOCUMENTS WHERE id = '2';
                 """)
             let edited = try #require(try await store.checkedDigests(entity: "e", render: mapping.renderFingerprint, ranges: ranges))
-            #expect(edited.map(\.documents) == [3, 4, 3, 1], "the copy without a check has no order key")
-            #expect(edited.map(\.verified) == [3, 2, 1, 0])
+            #expect(edited.map(\.documents) == [3, 4, 4, 1], "copies count where their copied order key puts them; one has no order key")
+            #expect(edited.map(\.verified) == [2, 1, 1, 0], "only the pipeline's own writes keep their checks")
             var unchecked: [String] = []
             for range in ranges + [nil] {
                 let documents = try await store.uncheckedDocuments(entity: "e", render: mapping.renderFingerprint, range: range, content: true)
                 unchecked += documents.map(\.id)
                 #expect(documents.allSatisfy { $0.content != nil && $0.metadataJSON != nil })
             }
-            #expect(unchecked.sorted() == ["11", "12", "13", "3", "5"])
+            #expect(unchecked.sorted() == ["11", "12", "13", "3", "5", "7", "8", "9"])
         }
     }
 

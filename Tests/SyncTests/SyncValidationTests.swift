@@ -108,6 +108,19 @@ import Testing
             name: "e", table: TableName(schema: "public", name: "t"), keyColumns: ["region", "id"],
             template: try ContentTemplate("{{title}}: {{body}}"), metadataColumns: ["tag"], keyTypes: ["text", "bigint"])
         #expect(other.renderFingerprint != mapping.renderFingerprint, "another template is another rendering")
+        let otherKey = EntityMapping(
+            name: "e", table: TableName(schema: "public", name: "t"), keyColumns: ["id"],
+            template: try ContentTemplate("{{title}} {{body}}"), metadataColumns: ["tag"], keyTypes: ["bigint"])
+        #expect(otherKey.renderFingerprint != mapping.renderFingerprint, "documents written under another key are compared in full")
+        let unusedBoolean = EntityMapping(
+            name: "e", table: TableName(schema: "public", name: "t"), keyColumns: ["region", "id"],
+            template: try ContentTemplate("{{title}} {{body}}"), metadataColumns: ["tag"], booleanColumns: ["archived"],
+            keyTypes: ["text", "bigint"])
+        #expect(unusedBoolean.renderFingerprint == mapping.renderFingerprint, "a boolean column no document reads changes nothing")
+        let longKey = try mapping.document(
+            id: DocumentID.make([String(repeating: "x", count: 2_000), "1"]),
+            values: ["region": String(repeating: "x", count: 2_000), "id": "1", "title": "t", "body": "b", "tag": nil], lsn: LSN(1))
+        #expect(longKey.check == nil, "a key too long for the check index is compared in full")
         let noKey = try mapping.document(id: "x", values: ["region": "eu", "id": nil, "title": "t", "body": "b", "tag": nil], lsn: LSN(1))
         #expect(noKey.check == nil)
     }
