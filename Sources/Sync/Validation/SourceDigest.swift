@@ -173,7 +173,8 @@ struct SourceDigest: Sendable {
 
     // MARK: - Digests and listings
 
-    /// The digest of each range, in order, computed inside PostgreSQL.
+    /// The digest of each range, in order, computed inside PostgreSQL. (`OFFSET 0` keeps the
+    /// planner from pulling the subquery up, which would compute each row's hash once per sum.)
     mutating func digests(_ ranges: [KeyRange]) async throws -> [RangeDigest] {
         var digests: [RangeDigest] = []
         digests.reserveCapacity(ranges.count)
@@ -184,7 +185,7 @@ struct SourceDigest: Sendable {
             let sql = stripe.enumerated().map { offset, range in
                 """
                 SELECT \(offset), count(*)::text, coalesce(sum(h >> 32), 0)::text, coalesce(sum(h & 4294967295), 0)::text
-                  FROM (SELECT \(hashExpression) AS h FROM \(source) WHERE \(predicate(range, &parameters))) AS r
+                  FROM (SELECT \(hashExpression) AS h FROM \(source) WHERE \(predicate(range, &parameters)) OFFSET 0) AS r
                 """
             }.joined(separator: "\nUNION ALL ")
             let result = try await query(sql, parameters)
