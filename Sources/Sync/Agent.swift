@@ -147,7 +147,7 @@ public final class Agent: Service, Sendable {
         pipelineConfiguration.batchSize = configuration.pipeline.batchSize
         pipelineConfiguration.batchBytes = configuration.pipeline.batchBytes
         pipelineConfiguration.batchDelay = configuration.pipeline.batchDelay
-        pipelineConfiguration.embeddingConcurrency = configuration.pipeline.embeddingConcurrency
+        pipelineConfiguration.embeddingConcurrency = configuration.embeddingConcurrency
         pipelineConfiguration.chunking = TextChunker.Configuration(
             maxTokens: configuration.chunking.maxTokens, overlapTokens: configuration.chunking.overlapTokens)
         let coordinator = BackfillCoordinator()

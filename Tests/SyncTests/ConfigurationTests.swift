@@ -29,6 +29,16 @@ import Testing
         }
     }
 
+    @Test func embeddingConcurrencyDefaultsByEmbedderKind() throws {
+        var configuration = AgentConfiguration(source: .init(url: "postgres://localhost/db"), entities: [])
+        #expect(configuration.pipeline.embeddingConcurrency == nil && configuration.embeddingConcurrency == 1, "in-process: one batch at a time")
+        configuration.embedder.kind = .openai
+        #expect(configuration.embeddingConcurrency == 4, "a provider's requests wait on the network")
+        configuration.pipeline.embeddingConcurrency = 6
+        configuration.embedder.kind = .static
+        #expect(configuration.embeddingConcurrency == 6, "a configured value wins")
+    }
+
     @Test func validConfigurationWithDefaults() throws {
         let configuration = try parse(valid)
         #expect(configuration.source.slot == "tidemark")
