@@ -66,10 +66,10 @@ public struct AgentConfiguration: Sendable {
         /// Longest a change waits for its batch to fill while more input is arriving. Default 50 ms.
         public var batchDelay: Duration = .milliseconds(50)
         /// Batches whose embeddings are computed at once (each may send several provider requests,
-        /// within the embedder's own concurrency and budgets). `nil` (the default): 4 for a provider
-        /// (`openai`), whose requests wait on the network, and 1 for the in-process embedders
-        /// (`builtin`, `static`), which compute on this machine's cores anyway — more workers would
-        /// only keep more batches in memory.
+        /// within the embedder's own concurrency and budgets). `nil` (the default): 1 for the
+        /// built-in hashing embedder, which takes microseconds a batch (more workers would only keep
+        /// more batches in memory), and 4 otherwise: a provider's requests wait on the network, and
+        /// the static model's batches use more than one core.
         public var embeddingConcurrency: Int?
     }
 
@@ -105,9 +105,9 @@ public struct AgentConfiguration: Sendable {
     public var index: Index = .sqlite(path: "tidemark.db")
     public var embedder = Embedder()
 
-    /// Batches embedded at once: ``Pipeline/embeddingConcurrency`` when set, else 4 for a provider
-    /// and 1 for an in-process embedder.
-    public var embeddingConcurrency: Int { pipeline.embeddingConcurrency ?? (embedder.kind == .openai ? 4 : 1) }
+    /// Batches embedded at once: ``Pipeline/embeddingConcurrency`` when set, else 1 for the built-in
+    /// embedder and 4 for the others.
+    public var embeddingConcurrency: Int { pipeline.embeddingConcurrency ?? (embedder.kind == .builtin ? 1 : 4) }
     public var chunking = Chunking()
     public var pipeline = Pipeline()
     public var backfill = Backfill()

@@ -31,11 +31,12 @@ import Testing
 
     @Test func embeddingConcurrencyDefaultsByEmbedderKind() throws {
         var configuration = AgentConfiguration(source: .init(url: "postgres://localhost/db"), entities: [])
-        #expect(configuration.pipeline.embeddingConcurrency == nil && configuration.embeddingConcurrency == 1, "in-process: one batch at a time")
+        #expect(configuration.pipeline.embeddingConcurrency == nil && configuration.embeddingConcurrency == 1, "built-in: one batch at a time")
         configuration.embedder.kind = .openai
         #expect(configuration.embeddingConcurrency == 4, "a provider's requests wait on the network")
-        configuration.pipeline.embeddingConcurrency = 6
         configuration.embedder.kind = .static
+        #expect(configuration.embeddingConcurrency == 4, "the static model's batches use both cores")
+        configuration.pipeline.embeddingConcurrency = 6
         #expect(configuration.embeddingConcurrency == 6, "a configured value wins")
     }
 
