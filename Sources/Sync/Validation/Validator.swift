@@ -144,10 +144,13 @@ public final class Validator: Sendable {
         // hashes while the validator reads the index), after the index has caught up with the
         // source as it is now. A change in flight between the two reads only makes its range differ:
         // the descent and the re-checks sort it out.
+        let t0 = ContinuousClock.now
         let boundaries = try await source.boundaries(every: configuration.segmentRows)
+        let t1 = ContinuousClock.now
         let ranges = KeyRange.split(at: boundaries)
         let locator = RangeLocator(order: index.order, boundaries: boundaries)
         try await catchUp(&source)
+        let t2 = ContinuousClock.now
         let sourceSide = source
         let sourceURL = sourceURL
         let logger = logger
@@ -184,7 +187,15 @@ public final class Validator: Sendable {
         } else {
             pass = try await index.digests(locator, checkContent: configuration.checkContent)
         }
+        let t3 = ContinuousClock.now
         let digested = try await sourceRead
+        logger.debug(
+            "validation first level",
+            metadata: [
+                "entity": "\(entity.name)", "seconds.open": "\((t0 - started).validationSeconds)", "seconds.walk": "\((t1 - t0).validationSeconds)",
+                "seconds.catch_up": "\((t2 - t1).validationSeconds)", "seconds.index": "\((t3 - t2).validationSeconds)",
+                "seconds.source": "\((ContinuousClock.now - t2).validationSeconds)",
+            ])
         source.reads = digested.reads
         let sourceDigests = digested.digests
 
