@@ -35,10 +35,13 @@ struct Options {
     var api = false
     var statusRate = 100
     var index = "sqlite"
+    /// `pipeline.embedding_concurrency` (`nil`: the agent's default for the embedder).
+    var embeddingConcurrency: Int?
 
     init(_ arguments: [String]) throws {
         let values = try BenchmarkSupport.options(
-            arguments, known: ["--source", "--bin", "--inserts", "--updates", "--rate", "--seconds", "--api", "--status-rate", "--index"])
+            arguments, known: ["--source", "--bin", "--inserts", "--updates", "--rate", "--seconds", "--api", "--status-rate", "--index", "--embedding-concurrency"])
+        embeddingConcurrency = values["--embedding-concurrency"].flatMap { Int($0) }
         api = values["--api"] == "on"
         index = values["--index"] ?? index
         statusRate = values["--status-rate"].flatMap { Int($0) } ?? statusRate
@@ -142,6 +145,7 @@ func main() async throws {
     configuration.source.slot = "bench_agent"
     configuration.source.publication = "bench"
     configuration.source.heartbeatInterval = .milliseconds(100)
+    configuration.pipeline.embeddingConcurrency = options.embeddingConcurrency
     let store: any IndexStore
     switch options.index {
     case "sqlite":

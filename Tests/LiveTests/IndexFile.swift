@@ -76,6 +76,10 @@ final class IndexFile {
         try edit(entity, id: id, column: "content") { _ in content }
     }
 
+    func setContentHash(_ entity: String, id: String, to hash: String) throws {
+        try edit(entity, id: id, column: "content_hash") { _ in hash }
+    }
+
     /// Removes the checks of the entity's documents (as in a file written before checks existed).
     func dropChecks(_ entity: String) throws {
         try queue.write { db in

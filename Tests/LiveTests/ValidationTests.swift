@@ -178,13 +178,14 @@ import Testing
                 try file.setSourceValue("item", id: "10", column: "title", to: "edited behind the agent's back")
                 try file.setContent("item", id: "20", to: "edited content")
                 try file.setMetadataValue("item", id: "30", column: "tag", to: "edited tag")
+                try file.setContentHash("item", id: "31", to: String(repeating: "0", count: 64))
 
                 let validator = try await Validator.make(configuration, store: store, logger: testLogger)
                 let found = try await validator.validate(entity: "item")
                 #expect(found.status == .drifted)
                 #expect(found.missing == .init(ids: ["5", "1500", "1600", "2999"]), "\(found.missing)")
                 #expect(found.orphaned == .init(ids: ["100001", "100002", "100003", "100004"]), "\(found.orphaned)")
-                #expect(found.stale == .init(ids: ["10", "20", "30"]), "\(found.stale)")
+                #expect(found.stale == .init(ids: ["10", "20", "30", "31"]), "\(found.stale)")
                 #expect(found.deadLettered == .init(ids: ["50"]), "\(found.deadLettered)")
                 #expect(found.unsettled.count == 0)
 
@@ -193,8 +194,8 @@ import Testing
                 let record = try await ValidationRequests.wait(for: queued.id, store: store)
                 #expect(record.status == .completed, "\(record)")
                 let repair = try #require(record.repair)
-                #expect(repair.missing == 4 && repair.orphaned == 4 && repair.stale == 3 && repair.deadLettered == 1, "\(repair)")
-                #expect(repair.jobStatus == "completed" && repair.rowsRead == 12)
+                #expect(repair.missing == 4 && repair.orphaned == 4 && repair.stale == 4 && repair.deadLettered == 1, "\(repair)")
+                #expect(repair.jobStatus == "completed" && repair.rowsRead == 13)
                 #expect(record.result?.status == .inSync, "\(String(describing: record.result))")
                 #expect(try await store.deadLetters(entity: "item").isEmpty)
 

@@ -73,7 +73,11 @@ struct IndexDigest {
         // What EntityMapping.document renders, without hashing the content (the hot path of a pass).
         let values = FlatJSON.decode(document.sourceJSON)
         for column in entity.sourceColumns where values[column] == nil { return false }
-        if let content = document.content, content != entity.template.render(values, booleans: entity.booleanColumns) { return false }
+        if let content = document.content {
+            guard content == entity.template.render(values, booleans: entity.booleanColumns) else { return false }
+            // A content hash that is not the content's would make the pipeline misjudge whether to embed.
+            if let hash = document.contentHash, hash != EntityMapping.hash(content) { return false }
+        }
         if let stored = document.metadataJSON {
             // The metadata values hashed as stored and as the source values say, without building them.
             var expected = RowHash()
