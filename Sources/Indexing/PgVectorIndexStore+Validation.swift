@@ -30,9 +30,7 @@ extension PgVectorIndexStore {
             CREATE INDEX IF NOT EXISTS documents_checks ON \(table) (entity, generation, order_key) INCLUDE (render, row_hash);
             CREATE OR REPLACE FUNCTION \(s).documents_written_outside() RETURNS trigger LANGUAGE plpgsql AS $body$
             BEGIN
-                IF NEW.row_hash IS NOT NULL AND coalesce(current_setting('tidemark.writing', true), '') <> 'on' THEN
-                    NEW.row_hash := NULL;
-                END IF;
+                NEW.row_hash := NULL;
                 RETURN NEW;
             END
             $body$;
@@ -40,9 +38,13 @@ extension PgVectorIndexStore {
             DROP FUNCTION IF EXISTS \(s).documents_edited();
             DO $body$
             BEGIN
-                IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'documents_written_outside' AND tgrelid = \(literal(table))::regclass) THEN
-                    CREATE TRIGGER documents_written_outside BEFORE INSERT OR UPDATE ON \(table)
-                        FOR EACH ROW EXECUTE FUNCTION \(s).documents_written_outside();
+                -- The condition is the trigger's WHEN, evaluated without calling PL/pgSQL for the pipeline's rows.
+                IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'documents_written_outside' AND tgrelid = \(literal(table))::regclass
+                                  AND tgqual IS NOT NULL) THEN
+                    DROP TRIGGER IF EXISTS documents_written_outside ON \(table);
+                    CREATE TRIGGER documents_written_outside BEFORE INSERT OR UPDATE ON \(table) FOR EACH ROW
+                        WHEN (NEW.row_hash IS NOT NULL AND current_setting('tidemark.writing', true) IS DISTINCT FROM 'on')
+                        EXECUTE FUNCTION \(s).documents_written_outside();
                 END IF;
             END
             $body$;
