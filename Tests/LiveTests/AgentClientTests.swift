@@ -55,7 +55,10 @@ final class SlowHTTPServer: @unchecked Sendable {
                 let client = Glibc.accept(fd, nil, nil)
                 guard client >= 0 else { return }  // closed
                 var buffer = [UInt8](repeating: 0, count: 4096)
-                _ = Glibc.read(client, &buffer, buffer.count)
+                guard Glibc.read(client, &buffer, buffer.count) > 0 else {
+                    Glibc.close(client)  // a bare connect (the client's TCP probe): nothing to answer
+                    continue
+                }
                 Thread.sleep(forTimeInterval: seconds)
                 _ = response.withCString { Glibc.write(client, $0, strlen($0)) }
                 Glibc.close(client)
@@ -69,10 +72,21 @@ final class SlowHTTPServer: @unchecked Sendable {
         Glibc.close(socket)
     }
 
-    /// A port nothing listens on (bound, then released).
+    /// A port nothing listens on (bound, then released). No server thread: one left waiting in
+    /// `accept` on a closed descriptor could take connections of whatever socket reuses its number
+    /// (another test's server), which made `aBusyAgentThatAnswersSlowlyIsStillFound` flaky.
     static func unusedPort() throws -> Int {
-        let server = try SlowHTTPServer(delay: .zero, body: "")
-        server.close()
-        return server.port
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        defer { Glibc.close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) } }
+        guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
