@@ -71,15 +71,7 @@ extension PgVectorIndexStore {
             var parts: [String] = []
             for (offset, range) in stripe.enumerated() {
                 var conditions: [String] = []
-                if let lower = range.lower {
-                    parameters.append(Self.byteaText(lower))
-                    conditions.append("order_key > $\(parameters.count)::bytea")
-                }
-                if let upper = range.upper {
-                    parameters.append(Self.byteaText(upper))
-                    conditions.append("order_key <= $\(parameters.count)::bytea")
-                }
-                if conditions.isEmpty { conditions.append("order_key IS NOT NULL") }
+                Self.restrict(to: range, &conditions, &parameters)
                 parts.append("""
                     SELECT \(offset), count(*), count(*) FILTER (WHERE render = $2::bigint AND row_hash IS NOT NULL),
                            coalesce(sum(row_hash >> 32) FILTER (WHERE render = $2::bigint), 0),
@@ -117,15 +109,7 @@ extension PgVectorIndexStore {
         if let range {
             parameters.append(String(render))
             conditions.append("(row_hash IS NULL OR render IS DISTINCT FROM $2::bigint)")
-            if let lower = range.lower {
-                parameters.append(Self.byteaText(lower))
-                conditions.append("order_key > $\(parameters.count)::bytea")
-            }
-            if let upper = range.upper {
-                parameters.append(Self.byteaText(upper))
-                conditions.append("order_key <= $\(parameters.count)::bytea")
-            }
-            if range.lower == nil && range.upper == nil { conditions.append("order_key IS NOT NULL") }
+            Self.restrict(to: range, &conditions, &parameters)
         } else {
             conditions.append("order_key IS NULL")
         }
@@ -135,15 +119,31 @@ extension PgVectorIndexStore {
             """
         let bound = parameters
         let rows = try await read { connection in try await connection.query(sql, bound).rows }
-        return rows.map { row in
-            var document = ValidationDocument(id: row[0] ?? "", sourceJSON: row[1] ?? "{}")
-            if content {
-                document.content = row[2]
-                document.contentHash = row[3]
-                document.metadataJSON = row[4]
-            }
-            return document
+        return rows.map { Self.validationDocument($0, content: content) }
+    }
+
+    /// A document from a row of `id, source[, content, content_hash, metadata]`.
+    static func validationDocument(_ row: [String?], content: Bool) -> ValidationDocument {
+        var document = ValidationDocument(id: row[0] ?? "", sourceJSON: row[1] ?? "{}")
+        if content {
+            document.content = row[2]
+            document.contentHash = row[3]
+            document.metadataJSON = row[4]
         }
+        return document
+    }
+
+    /// Appends the conditions that keep documents with an order key in `range`, binding its bounds.
+    private static func restrict(to range: OrderKeyRange, _ conditions: inout [String], _ parameters: inout [String?]) {
+        if let lower = range.lower {
+            parameters.append(byteaText(lower))
+            conditions.append("order_key > $\(parameters.count)::bytea")
+        }
+        if let upper = range.upper {
+            parameters.append(byteaText(upper))
+            conditions.append("order_key <= $\(parameters.count)::bytea")
+        }
+        if range.lower == nil && range.upper == nil { conditions.append("order_key IS NOT NULL") }
     }
 
     /// `bytea`'s hex input form.
@@ -173,15 +173,7 @@ extension PgVectorIndexStore {
                 [entity, after, String(limit)]
             ).rows
         }
-        return rows.map { row in
-            var document = ValidationDocument(id: row[0] ?? "", sourceJSON: row[1] ?? "{}")
-            if content {
-                document.content = row[2]
-                document.contentHash = row[3]
-                document.metadataJSON = row[4]
-            }
-            return document
-        }
+        return rows.map { Self.validationDocument($0, content: content) }
     }
 
     public func documentIDs(entity: String, after: String?, limit: Int) async throws -> [String] {

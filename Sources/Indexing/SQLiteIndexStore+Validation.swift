@@ -43,6 +43,19 @@ extension SQLiteIndexStore {
             """)
     }
 
+    /// Appends the conditions that keep documents with an order key in `range`.
+    private static func restrict(to range: OrderKeyRange, _ sql: inout String, _ arguments: inout StatementArguments) {
+        if let lower = range.lower {
+            sql += " AND order_key > ?"
+            arguments += [Data(lower)]
+        }
+        if let upper = range.upper {
+            sql += " AND order_key <= ?"
+            arguments += [Data(upper)]
+        }
+        if range.lower == nil && range.upper == nil { sql += " AND order_key IS NOT NULL" }
+    }
+
     /// Ranges digested per read.
     private static let rangesPerRead = 64
 
@@ -69,15 +82,7 @@ extension SQLiteIndexStore {
                     for range in stripe {
                         var sql = aggregate
                         var arguments: StatementArguments = [render, entity, generation]
-                        if let lower = range.lower {
-                            sql += " AND order_key > ?"
-                            arguments += [Data(lower)]
-                        }
-                        if let upper = range.upper {
-                            sql += " AND order_key <= ?"
-                            arguments += [Data(upper)]
-                        }
-                        if range.lower == nil && range.upper == nil { sql += " AND order_key IS NOT NULL" }
+                        Self.restrict(to: range, &sql, &arguments)
                         let row = try Row.fetchOne(db.cachedStatement(sql: sql), arguments: arguments)
                         let high: Int64 = row?[2] ?? 0
                         let low: Int64 = row?[3] ?? 0
@@ -106,15 +111,7 @@ extension SQLiteIndexStore {
         if let range {
             sql += " AND (row_hash IS NULL OR render IS NOT ?)"
             arguments += [render]
-            if let lower = range.lower {
-                sql += " AND order_key > ?"
-                arguments += [Data(lower)]
-            }
-            if let upper = range.upper {
-                sql += " AND order_key <= ?"
-                arguments += [Data(upper)]
-            }
-            if range.lower == nil && range.upper == nil { sql += " AND order_key IS NOT NULL" }
+            Self.restrict(to: range, &sql, &arguments)
         } else {
             sql += " AND order_key IS NULL"
         }

@@ -36,18 +36,10 @@ final class SlowHTTPServer: @unchecked Sendable {
     private let socket: Int32
 
     init(delay: Duration, body: String) throws {
-        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) } }
-        guard bound == 0, Glibc.listen(fd, 16) == 0 else { Glibc.close(fd); throw POSIXError(.EADDRINUSE) }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let (fd, port) = try Self.bindLoopback()
+        guard Glibc.listen(fd, 16) == 0 else { Glibc.close(fd); throw POSIXError(.EADDRINUSE) }
         socket = fd
-        port = Int(UInt16(bigEndian: address.sin_port))
+        self.port = port
         let response = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
         let thread = Thread {
@@ -76,17 +68,23 @@ final class SlowHTTPServer: @unchecked Sendable {
     /// `accept` on a closed descriptor could take connections of whatever socket reuses its number
     /// (another test's server), which made `aBusyAgentThatAnswersSlowlyIsStillFound` flaky.
     static func unusedPort() throws -> Int {
+        let (fd, port) = try bindLoopback()
+        Glibc.close(fd)
+        return port
+    }
+
+    /// A TCP socket bound to a free port on 127.0.0.1, and the port.
+    private static func bindLoopback() throws -> (fd: Int32, port: Int) {
         let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
-        defer { Glibc.close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) } }
-        guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
+        guard bound == 0 else { Glibc.close(fd); throw POSIXError(.EADDRINUSE) }
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 }
