@@ -148,12 +148,7 @@ public final class APIServer: Service, Sendable {
     }
 
     /// The running agent's store, embedder and entities, or 503 while it starts.
-    func runtime() throws -> Agent.Runtime {
-        guard let runtime = agent.runtime else {
-            throw ServerError(.unavailable, "the agent is starting (connecting to the source, opening the index); try again in a moment")
-        }
-        return runtime
-    }
+    func runtime() throws -> Agent.Runtime { try agent.requireRuntime() }
 
     /// The configured entity named `name`, or 404.
     func entity(_ name: String) throws -> AgentConfiguration.Entity {
@@ -166,5 +161,15 @@ public final class APIServer: Service, Sendable {
 
     func jobOperator() throws -> JobOperator {
         JobOperator(store: try runtime().store, entities: agent.configuration.entities.map(\.name))
+    }
+}
+
+extension Agent {
+    /// The running agent's store, embedder and entities, or ``ServerError`` 503 while it starts.
+    func requireRuntime() throws -> Agent.Runtime {
+        guard let runtime else {
+            throw ServerError(.unavailable, "the agent is starting (connecting to the source, opening the index); try again in a moment")
+        }
+        return runtime
     }
 }

@@ -90,9 +90,7 @@ public struct AgentDriftValidation: DriftValidation {
     }
 
     private func run(_ entity: String, kind: ValidationRecord.Kind) async throws -> ValidationRecord {
-        guard let runtime = agent.runtime else {
-            throw ServerError(.unavailable, "the agent is starting (connecting to the source, opening the index); try again in a moment")
-        }
+        let runtime = try agent.requireRuntime()
         let queued = try await ValidationRequests.submit(entity: entity, kind: kind, trigger: "api", store: runtime.store)
         let record = try await ValidationRequests.wait(for: queued.id, store: runtime.store)
         if record.status == .skipped {

@@ -203,6 +203,38 @@ struct SourceDigest: Sendable {
         return digests
     }
 
+    /// The digest of each range, in order, spread over `connections` connections: consecutive
+    /// shares of the ranges, the first on this side's connection, the others on siblings opened for
+    /// the call. Returns the digests and what all of them read (this side's ``reads`` included).
+    func digests(_ ranges: [KeyRange], connections: Int, url: String, logger: Logger) async throws -> (digests: [RangeDigest], reads: ValidationResult.Reads) {
+        let connections = max(1, connections)
+        let share = (ranges.count + connections - 1) / connections
+        let start = self
+        return try await withThrowingTaskGroup(of: (Int, [RangeDigest], ValidationResult.Reads).self) { group in
+            for part in 0..<connections {
+                let slice = Array(ranges[min(ranges.count, part * share)..<min(ranges.count, (part + 1) * share)])
+                group.addTask {
+                    var side = part == 0 ? start : try await start.sibling(url: url, logger: logger)
+                    let digests: [RangeDigest]
+                    do {
+                        digests = try await side.digests(slice)
+                    } catch {
+                        if part > 0 { await side.close() }
+                        throw error
+                    }
+                    if part > 0 { await side.close() }
+                    return (part, digests, side.reads)
+                }
+            }
+            var parts: [(Int, [RangeDigest], ValidationResult.Reads)] = []
+            for try await part in group { parts.append(part) }
+            parts.sort { $0.0 < $1.0 }
+            var reads = start.reads
+            for part in parts { reads.add(part.2, since: start.reads) }
+            return (parts.flatMap(\.1), reads)
+        }
+    }
+
     /// Every row of each range (key texts and row hash), by range; `expected` (the ranges' digest
     /// counts) groups ranges into statements of about ``Configuration/listedRowsPerStatement`` rows.
     mutating func rows(in ranges: [KeyRange], expected: [Int]) async throws -> [[ListedRow]] {
@@ -383,5 +415,15 @@ struct SourceDigest: Sendable {
             for value in row { reads.bytes += value?.utf8.count ?? 0 }
         }
         return result
+    }
+}
+
+extension ValidationResult.Reads {
+    /// Adds what `other` read since `start` (`other` began as a copy of `start`).
+    mutating func add(_ other: ValidationResult.Reads, since start: ValidationResult.Reads) {
+        rows += other.rows - start.rows
+        bytes += other.bytes - start.bytes
+        queries += other.queries - start.queries
+        seconds += other.seconds - start.seconds
     }
 }

@@ -155,32 +155,7 @@ public final class Validator: Sendable {
         let sourceURL = sourceURL
         let logger = logger
         let connections = max(1, min(configuration.sourceConnections, ranges.count / max(1, configuration.source.rangesPerStatement)))
-        async let sourceRead: (digests: [RangeDigest], reads: ValidationResult.Reads) = {
-            // Consecutive shares of the ranges, one per connection (the first on the validator's own).
-            let share = (ranges.count + connections - 1) / connections
-            return try await withThrowingTaskGroup(of: (Int, [RangeDigest], ValidationResult.Reads).self) { group in
-                for part in 0..<connections {
-                    let slice = Array(ranges[min(ranges.count, part * share)..<min(ranges.count, (part + 1) * share)])
-                    group.addTask {
-                        var side = part == 0 ? sourceSide : try await sourceSide.sibling(url: sourceURL, logger: logger)
-                        do {
-                            let digests = try await side.digests(slice)
-                            if part > 0 { await side.close() }
-                            return (part, digests, side.reads)
-                        } catch {
-                            if part > 0 { await side.close() }
-                            throw error
-                        }
-                    }
-                }
-                var parts: [(Int, [RangeDigest], ValidationResult.Reads)] = []
-                for try await part in group { parts.append(part) }
-                parts.sort { $0.0 < $1.0 }
-                var reads = sourceSide.reads
-                for part in parts { reads.add(part.2, since: sourceSide.reads) }
-                return (parts.flatMap(\.1), reads)
-            }
-        }()
+        async let sourceRead = sourceSide.digests(ranges, connections: connections, url: sourceURL, logger: logger)
         let pass: IndexDigest.Pass
         if let checked = try await index.checkedDigests(ranges, locator, checkContent: configuration.checkContent) {
             pass = checked
@@ -331,16 +306,6 @@ public final class Validator: Sendable {
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(50))
         }
-    }
-}
-
-extension ValidationResult.Reads {
-    /// Adds what `other` read since `start` (`other` began as a copy of `start`).
-    mutating func add(_ other: ValidationResult.Reads, since start: ValidationResult.Reads) {
-        rows += other.rows - start.rows
-        bytes += other.bytes - start.bytes
-        queries += other.queries - start.queries
-        seconds += other.seconds - start.seconds
     }
 }
 
