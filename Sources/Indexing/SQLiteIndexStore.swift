@@ -1,3 +1,4 @@
+import CSQLite
 import Embedding
 import Foundation
 import GRDB
@@ -5,7 +6,8 @@ import Logging
 import Postgres
 
 /// The embedded index: one SQLite file (WAL mode) holding documents with their vectors, state (the
-/// checkpoint) and dead letters.
+/// checkpoint) and dead letters. A document of one chunk (most) keeps its vector in its own row
+/// (`embedding`); the chunks of longer documents, with their vectors, are rows of `chunks`.
 ///
 /// Writes go through one serial writer; readers (search, export, another process running
 /// `tidemark search`) never block it. Search is an exact cosine scan in SIMD lanes, streaming rows so
@@ -115,6 +117,12 @@ public final class SQLiteIndexStore: IndexStore {
         where !current.contains(String(column.prefix { $0 != " " })) {
             try db.execute(sql: "ALTER TABLE documents ADD COLUMN \(column)")
         }
+        // A one-chunk document's vector (the others' are in `chunks`), last so that reads of the
+        // other columns never step over it.
+        if !current.contains("embedding") {
+            try db.execute(sql: "ALTER TABLE documents ADD COLUMN embedding BLOB")
+        }
+        try db.execute(sql: "CREATE INDEX IF NOT EXISTS documents_sweep ON documents (entity, generation, lsn)")
         try migrateChecks(db)
         // Files from before chunks: each document's vector becomes its one chunk.
         if current.contains("vector") {
@@ -135,6 +143,24 @@ public final class SQLiteIndexStore: IndexStore {
                 DROP TABLE documents_v1;
                 """)
         }
+        try migrateOneChunkVectors(db)
+    }
+
+    /// Files from before one-chunk vectors moved into `documents`: a document of one chunk kept its
+    /// vector as that chunk's row. Moves it into the document's `embedding` (once per file), so that
+    /// `chunks` holds only documents of several chunks. (The store's connections run without
+    /// triggers: the documents keep their checks.)
+    private static func migrateOneChunkVectors(_ db: Database) throws {
+        let done = "layout.one_chunk_vectors"
+        guard try String.fetchOne(db, sql: "SELECT value FROM state WHERE key = ?", arguments: [done]) == nil else { return }
+        try db.execute(sql: """
+            UPDATE documents SET embedding = (
+                SELECT c.vector FROM chunks c
+                 WHERE c.entity = documents.entity AND c.id = documents.id AND c.generation = documents.generation AND c.seq = 0)
+             WHERE chunk_hashes IS NULL AND embedding IS NULL;
+            DELETE FROM chunks WHERE (entity, id, generation) IN (SELECT entity, id, generation FROM documents WHERE chunk_hashes IS NULL);
+            """)
+        try db.execute(sql: "INSERT INTO state (key, value) VALUES (?, '1')", arguments: [done])
     }
 
     private static func columnNames(_ table: String, _ db: Database) throws -> [String] {
@@ -170,9 +196,6 @@ public final class SQLiteIndexStore: IndexStore {
         do {
             try await pool.write { db in
                 let now = Date().timeIntervalSince1970
-                // Documents written in this transaction keep their checks (see `migrateChecks`).
-                try db.execute(sql: "INSERT OR REPLACE INTO state (key, value) VALUES (?, '1')", arguments: [Self.writingMark])
-                defer { try? db.execute(sql: "DELETE FROM state WHERE key = ?", arguments: [Self.writingMark]) }
                 for entity in batch.truncates {
                     try db.execute(sql: "DELETE FROM chunks WHERE entity = ?", arguments: [entity])
                     try db.execute(sql: "DELETE FROM documents WHERE entity = ?", arguments: [entity])
@@ -207,13 +230,13 @@ public final class SQLiteIndexStore: IndexStore {
                 let upsertDocument = try db.cachedStatement(sql: """
                     INSERT INTO documents (
                         entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes,
-                        row_hash, order_key, render)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        embedding, row_hash, order_key, render)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (entity, id, generation) DO UPDATE SET
                         content = excluded.content, content_hash = excluded.content_hash,
                         metadata = excluded.metadata, source = excluded.source, model = excluded.model,
                         lsn = excluded.lsn, updated_at = excluded.updated_at,
-                        partition = excluded.partition, chunk_hashes = excluded.chunk_hashes,
+                        partition = excluded.partition, chunk_hashes = excluded.chunk_hashes, embedding = excluded.embedding,
                         row_hash = excluded.row_hash, order_key = excluded.order_key, render = excluded.render
                      WHERE excluded.lsn >= documents.lsn
                     """)
@@ -223,11 +246,24 @@ public final class SQLiteIndexStore: IndexStore {
                         hash = excluded.hash, model = excluded.model, text = excluded.text, vector = excluded.vector
                     """)
                 let trimChunks = try db.cachedStatement(sql: "DELETE FROM chunks WHERE entity = ? AND id = ? AND generation = ? AND seq >= ?")
+                // A document of one chunk may have had several: its chunk rows go (its vector is the
+                // row's own now). No chunk rows at all (content never needed chunking): nothing to trim.
+                let mayHaveChunks = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM chunks)") ?? true
                 // A chunk whose text and model are stored already (in any generation, the target first)
-                // keeps that vector.
-                let storedVector = try db.cachedStatement(sql: """
+                // keeps that vector: a one-chunk document's is its `embedding`, the others' in `chunks`.
+                let storedEmbedding = try db.cachedStatement(sql: """
+                    SELECT embedding FROM documents WHERE entity = ? AND id = ? AND content_hash IN (?, ?) AND model = ? AND embedding IS NOT NULL
+                     ORDER BY generation = ? DESC LIMIT 1
+                    """)
+                let storedChunk = try db.cachedStatement(sql: """
                     SELECT vector FROM chunks WHERE entity = ? AND id = ? AND hash = ? AND model = ? ORDER BY generation = ? DESC LIMIT 1
                     """)
+                func storedVector(_ document: Document, _ hash: String, _ model: String, _ generation: Int) throws -> Data? {
+                    // A content hash is stored as bytes, or as text by an earlier version.
+                    let inDocuments: StatementArguments = [document.entity, document.id, Self.storedHash(hash), hash, model, generation]
+                    return try Data.fetchOne(storedEmbedding, arguments: inDocuments)
+                        ?? Data.fetchOne(storedChunk, arguments: [document.entity, document.id, hash, model, generation])
+                }
                 let newerDocument = try db.cachedStatement(sql: """
                     SELECT EXISTS (SELECT 1 FROM documents WHERE entity = ? AND id = ? AND generation = ? AND lsn > ?)
                     """)
@@ -246,9 +282,7 @@ public final class SQLiteIndexStore: IndexStore {
                         for (index, chunk) in chunks.enumerated() {
                             if index < upsert.vectors.count, let vector = upsert.vectors[index] {
                                 blobs.append(Self.blob(vector))
-                            } else if let stored = try Data.fetchOne(
-                                storedVector, arguments: [document.entity, document.id, chunk.hash, upsert.model, generation])
-                            {
+                            } else if let stored = try storedVector(document, chunk.hash, upsert.model, generation) {
                                 blobs.append(stored)
                             } else {
                                 break
@@ -262,11 +296,15 @@ public final class SQLiteIndexStore: IndexStore {
                             continue
                         }
                         try upsertDocument.execute(arguments: [
-                            document.entity, generation, document.id, document.content, document.contentHash, metadata, source,
-                            upsert.model, lsn, now, document.partition, chunkHashes,
+                            document.entity, generation, document.id, document.content, Self.storedHash(document.contentHash), metadata, source,
+                            upsert.model, lsn, now, document.partition, chunkHashes, several ? nil : blobs[0],
                             document.check?.rowHash, document.check.map { Data($0.orderKey) }, document.check?.render,
                         ])
                         guard db.changesCount > 0 else { continue }  // a newer version is stored
+                        guard several else {
+                            if mayHaveChunks { try trimChunks.execute(arguments: [document.entity, document.id, generation, 0]) }
+                            continue
+                        }
                         for (index, chunk) in chunks.enumerated() {
                             try upsertChunk.execute(arguments: [
                                 document.entity, document.id, generation, index, chunk.hash, upsert.model, several ? chunk.text : nil, blobs[index],
@@ -284,24 +322,34 @@ public final class SQLiteIndexStore: IndexStore {
                     try write(upsert, into: try generations(upsert.document.entity))
                 }
                 if !vectorless.isEmpty { throw MissingStoredVectors(documents: vectorless) }
-                for (entity, lsn) in batch.sweepBefore {
+                // Sweeps find their documents through `documents_sweep`, one generation at a time:
+                // reading only what they remove, not the whole entity.
+                func sweep(_ entity: String, generation: Int, before lsn: LSN) throws {
                     let before = Int64(bitPattern: lsn.rawValue)
+                    if mayHaveChunks {
+                        try db.execute(
+                            sql: """
+                                DELETE FROM chunks WHERE entity = ? AND generation = ?
+                                   AND id IN (SELECT id FROM documents WHERE entity = ? AND generation = ? AND lsn < ?)
+                                """,
+                            arguments: [entity, generation, entity, generation, before])
+                    }
                     try db.execute(
-                        sql: "DELETE FROM chunks WHERE entity = ? AND (id, generation) IN (SELECT id, generation FROM documents WHERE entity = ? AND lsn < ?)",
-                        arguments: [entity, entity, before])
-                    try db.execute(sql: "DELETE FROM documents WHERE entity = ? AND lsn < ?", arguments: [entity, before])
+                        sql: "DELETE FROM documents WHERE entity = ? AND generation = ? AND lsn < ?", arguments: [entity, generation, before])
                 }
-                for (entity, sweep) in batch.generationSweeps {
-                    let before = Int64(bitPattern: sweep.before.rawValue)
-                    try db.execute(
-                        sql: """
-                            DELETE FROM chunks WHERE entity = ? AND generation = ?
-                               AND id IN (SELECT id FROM documents WHERE entity = ? AND generation = ? AND lsn < ?)
-                            """,
-                        arguments: [entity, sweep.generation, entity, sweep.generation, before])
-                    try db.execute(
-                        sql: "DELETE FROM documents WHERE entity = ? AND generation = ? AND lsn < ?",
-                        arguments: [entity, sweep.generation, before])
+                for (entity, lsn) in batch.sweepBefore {
+                    // Every generation that has documents, each found with one seek.
+                    var generation = Int.min
+                    while let next = try Int.fetchOne(
+                        db, sql: "SELECT generation FROM documents WHERE entity = ? AND generation > ? ORDER BY generation LIMIT 1",
+                        arguments: [entity, generation])
+                    {
+                        try sweep(entity, generation: next, before: lsn)
+                        generation = next
+                    }
+                }
+                for (entity, generationSweep) in batch.generationSweeps {
+                    try sweep(entity, generation: generationSweep.generation, before: generationSweep.before)
                 }
                 for (entity, change) in batch.generationChanges {
                     try db.execute(
@@ -456,7 +504,7 @@ public final class SQLiteIndexStore: IndexStore {
                 let rows = try Row.fetchCursor(
                     db,
                     sql: """
-                        SELECT id, content_hash, model, source, lsn, partition,
+                        SELECT id, \(Self.contentHashText), model, source, lsn, partition,
                                EXISTS (SELECT 1 FROM dead_letters d WHERE d.entity = documents.entity AND d.id = documents.id),
                                chunk_hashes
                           FROM documents WHERE entity = ? AND id IN (\(placeholders))
@@ -478,20 +526,26 @@ public final class SQLiteIndexStore: IndexStore {
 
     public func search(entity: String, vector: [Float], k: Int, filter: [String: String]) async throws -> [SearchHit] {
         let query = VectorMath.normalized(vector)
-        // Every chunk of the active generation; with a filter, only those of matching documents.
-        var sql = "SELECT c.id, c.seq, c.vector FROM chunks c"
-        var arguments: [String] = []
+        // Every vector of the active generation: one-chunk documents' own, then the chunks of the
+        // others; with a filter, only those of matching documents.
+        var conditions = "d.entity = ? AND d.\(Self.activeGeneration)"
+        var filterArguments: [String] = [entity, entity]
+        for (key, value) in filter.sorted(by: { $0.key < $1.key }) {
+            conditions += " AND json_extract(d.metadata, ?) = ?"
+            filterArguments.append("$." + DocumentID.jsonString(key))
+            filterArguments.append(value)
+        }
+        var sql = "SELECT d.id, 0, d.embedding FROM documents d WHERE \(conditions) AND d.embedding IS NOT NULL UNION ALL "
+        var arguments = filterArguments
         if filter.isEmpty {
-            sql += " WHERE c.entity = ? AND c.\(Self.activeGeneration)"
+            sql += "SELECT c.id, c.seq, c.vector FROM chunks c WHERE c.entity = ? AND c.\(Self.activeGeneration)"
             arguments += [entity, entity]
         } else {
-            sql += " JOIN documents d ON d.entity = c.entity AND d.id = c.id AND d.generation = c.generation WHERE d.entity = ? AND d.\(Self.activeGeneration)"
-            arguments += [entity, entity]
-            for (key, value) in filter.sorted(by: { $0.key < $1.key }) {
-                sql += " AND json_extract(d.metadata, ?) = ?"
-                arguments.append("$." + DocumentID.jsonString(key))
-                arguments.append(value)
-            }
+            sql += """
+                SELECT c.id, c.seq, c.vector FROM chunks c
+                  JOIN documents d ON d.entity = c.entity AND d.id = c.id AND d.generation = c.generation WHERE \(conditions)
+                """
+            arguments += filterArguments
         }
         let statementSQL = sql
         let statementArguments = arguments
@@ -546,7 +600,7 @@ public final class SQLiteIndexStore: IndexStore {
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT id, content, content_hash, metadata, model, lsn, generation, chunk_hashes IS NOT NULL FROM documents
+                    SELECT id, content, \(Self.contentHashText), metadata, model, lsn, generation, chunk_hashes IS NOT NULL FROM documents
                      WHERE entity = ? AND \(Self.activeGeneration) AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?
                     """,
                 arguments: [entity, entity, after, after, limit])
@@ -571,7 +625,10 @@ public final class SQLiteIndexStore: IndexStore {
         try await pool.read { db in
             guard let row = try Row.fetchOne(
                 db,
-                sql: "SELECT id, content, content_hash, metadata, model, lsn FROM documents WHERE entity = ? AND \(Self.activeGeneration) AND id = ?",
+                sql: """
+                    SELECT id, content, \(Self.contentHashText), metadata, model, lsn FROM documents
+                     WHERE entity = ? AND \(Self.activeGeneration) AND id = ?
+                    """,
                 arguments: [entity, entity, id])
             else { return nil }
             let lsn: Int64 = row[5]
@@ -613,6 +670,33 @@ public final class SQLiteIndexStore: IndexStore {
 
     static func json(_ values: [String: String?]) -> String { FlatJSON.encode(values) }
 
+    /// A content hash as the store keeps it: a SHA-256 as its 32 bytes (hex would double them, and
+    /// rows of a few kilobytes are near the size where a page holds one row less); any other text as
+    /// it is.
+    static func storedHash(_ hex: String) -> any DatabaseValueConvertible {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(32)
+        var high: UInt8?
+        for unit in hex.utf8 {
+            let nibble: UInt8
+            switch unit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = unit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = unit - UInt8(ascii: "a") + 10
+            default: return hex
+            }
+            if let first = high {
+                bytes.append(first << 4 | nibble)
+                high = nil
+            } else {
+                high = nibble
+            }
+        }
+        return bytes.count == 32 && high == nil ? Data(bytes) : hex
+    }
+
+    /// SQL for a document's content hash as text (lowercase hex), however it is stored.
+    static let contentHashText = "CASE typeof(content_hash) WHEN 'blob' THEN lower(hex(content_hash)) ELSE content_hash END"
+
     static func decodeJSON(_ text: String) -> [String: String?] { FlatJSON.decode(text) }
 }
 
@@ -623,6 +707,14 @@ extension SQLiteIndexStore.Configuration {
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronousFull ? "FULL" : "NORMAL")")
+            if let c = ProcessInfo.processInfo.environment["X_PAGE"] { try db.execute(sql: "PRAGMA page_size = \(c)") }
+            if let c = ProcessInfo.processInfo.environment["X_CACHE"] { try db.execute(sql: "PRAGMA cache_size = \(c)") }
+            // The triggers are for writers other than the store (`migrateChecks`). Off here, the
+            // pipeline's writes also need no statement journal: a statement that may fire a trigger
+            // copies every page it touches to one first.
+            guard tidemark_sqlite_set_triggers(db.sqliteConnection, 0) == 0 else {
+                throw IndexingError(.store, "SQLite refused to turn triggers off on the index's connection")
+            }
         }
         return config
     }

@@ -37,8 +37,8 @@ final class IndexFile {
             for newID in newIDs {
                 try db.execute(
                     sql: """
-                        INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes\(checks))
-                        SELECT entity, generation, ?, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes\(checks)
+                        INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes, embedding\(checks))
+                        SELECT entity, generation, ?, content, content_hash, metadata, source, model, lsn, updated_at, partition, chunk_hashes, embedding\(checks)
                           FROM documents WHERE entity = ? AND id = ? AND \(Self.active)
                         """,
                     arguments: [newID, entity, id, entity])
@@ -97,7 +97,8 @@ final class IndexFile {
     private func edit(_ entity: String, id: String, column: String, _ change: (String) -> String) throws {
         try queue.write { db in
             guard let text = try String.fetchOne(
-                db, sql: "SELECT \(column) FROM documents WHERE entity = ? AND id = ? AND \(Self.active)", arguments: [entity, id, entity])
+                db, sql: "SELECT CASE typeof(\(column)) WHEN 'blob' THEN hex(\(column)) ELSE \(column) END FROM documents WHERE entity = ? AND id = ? AND \(Self.active)",
+                arguments: [entity, id, entity])
             else { throw IndexingError(.store, "no document \(id) of \(entity) to edit") }
             try db.execute(
                 sql: "UPDATE documents SET \(column) = ? WHERE entity = ? AND id = ? AND \(Self.active)", arguments: [change(text), entity, id, entity])

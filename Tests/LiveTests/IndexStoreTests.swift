@@ -1,6 +1,7 @@
 import Capture
 import Embedding
 import Foundation
+import GRDB
 @testable import Indexing
 import Postgres
 import Testing
@@ -373,5 +374,87 @@ import Testing
             await watcher.close()
         }
     }
+
+    /// A file written before one-chunk documents kept their vector in their own row (each vector a
+    /// row of `chunks`) is moved on open: search finds the same documents with the same scores, the
+    /// documents keep their validation checks, and `chunks` keeps only documents of several chunks —
+    /// also after a document of several chunks becomes one.
+    @Test func aFileWithOneChunkVectorsInChunksMovesThemIntoTheirDocuments() async throws {
+        let path = NSTemporaryDirectory() + "tidemark-layout-\(UUID().uuidString).db"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        var short = document("short", "garden hose reel")
+        short.check = DocumentCheck(rowHash: 42, orderKey: [1, 2], render: 7)
+        var batch = IndexBatch()
+        batch.upserts = [
+            embedded(short), embedded(document("lamp", "quiet desk lamp")),
+            embedded(chunked("long", ["the history of the violin", "baking sourdough bread at home"], lsn: 1)),
+        ]
+        do {
+            let store = try SQLiteIndexStore(configuration: .init(path: path), logger: testLogger)
+            try await store.apply(batch, state: ["checkpoint": "0/1"])
+        }
+        /// The file's rows, through a connection of its own (as another process would see them).
+        func rows(_ sql: String) throws -> [Row] {
+            let queue = try DatabaseQueue(path: path)
+            return try queue.inDatabase { db in try Row.fetchAll(db, sql: sql) }
+        }
+        #expect(try rows("SELECT id FROM chunks ORDER BY id, seq").map { $0[0] as String } == ["long", "long"], "only the long document's chunks")
+        #expect(try rows("SELECT DISTINCT typeof(content_hash) || length(content_hash) FROM documents").map { $0[0] as String } == ["blob32"])
+        // The earlier layout: every vector a chunk row, no `embedding` column, the move not done.
+        try DatabaseQueue(path: path).inDatabase { db in
+            try db.execute(sql: """
+                INSERT INTO chunks (entity, id, generation, seq, hash, model, text, vector)
+                SELECT entity, id, generation, 0, content_hash, model, NULL, embedding FROM documents WHERE embedding IS NOT NULL;
+                ALTER TABLE documents DROP COLUMN embedding;
+                DELETE FROM state WHERE key = 'layout.one_chunk_vectors';
+                DROP TRIGGER documents_written_outside;
+                DROP TRIGGER documents_updated_outside;
+                UPDATE documents SET content_hash = lower(hex(content_hash));
+                CREATE TRIGGER documents_updated_outside AFTER UPDATE ON documents
+                  WHEN NEW.row_hash IS NOT NULL AND NOT EXISTS (SELECT 1 FROM state WHERE key = 'tidemark.writing')
+                BEGIN
+                  UPDATE documents SET row_hash = NULL WHERE rowid = NEW.rowid;
+                END;
+                """)
+        }
+        #expect(try rows("SELECT count(*) FROM chunks").first?[0] == 4)
+
+        let store = try SQLiteIndexStore(configuration: .init(path: path), logger: testLogger)
+        #expect(try rows("SELECT id FROM chunks ORDER BY id, seq").map { $0[0] as String } == ["long", "long"])
+        #expect(try rows("SELECT count(*) FROM documents WHERE embedding IS NOT NULL").first?[0] == 2)
+        #expect(try rows("SELECT row_hash FROM documents WHERE id = 'short'").first?[0] == 42, "the move is the agent's own write")
+        let hose = try await store.search(entity: "e", vector: embedder.vector("garden hose reel"), k: 1, filter: [:])
+        #expect(hose.first?.id == "short" && (hose.first?.score ?? 0) > 0.99)
+        let bread = try await store.search(entity: "e", vector: embedder.vector("sourdough bread"), k: 1, filter: [:])
+        #expect(bread.first?.id == "long" && bread.first?.chunk == 1)
+        #expect(try await store.count(entity: "e") == 3)
+        #expect(try await store.storedStates(entity: "e", ids: ["short"])["short"]?.contentHash == EntityMapping.hash("garden hose reel"))
+
+        // Unchanged content keeps the moved vector (found by its content hash stored as text); the long document becomes one chunk.
+        var update = IndexBatch()
+        var edited = document("short", "garden hose reel", metadata: ["kind": "tool"], lsn: 2)
+        edited.check = DocumentCheck(rowHash: 43, orderKey: [1, 2], render: 7)
+        update.upserts = [
+            EmbeddedDocument(document: edited, vector: nil, model: embedder.model),
+            embedded(document("long", "now short", lsn: 2)),
+        ]
+        try await store.apply(update, state: ["checkpoint": "0/2"])
+        #expect(try rows("SELECT count(*) FROM chunks").first?[0] == 0)
+        #expect(try await store.export(entity: "e", after: nil, limit: 10).map(\.contentHash) == ["quiet desk lamp", "now short", "garden hose reel"].map(EntityMapping.hash))
+        let kept = try await store.search(entity: "e", vector: embedder.vector("garden hose reel"), k: 1, filter: ["kind": "tool"])
+        #expect(kept.first?.id == "short" && (kept.first?.score ?? 0) > 0.99)
+        #expect(try await store.search(entity: "e", vector: embedder.vector("now short"), k: 1, filter: [:]).first?.id == "long")
+
+        // The earlier trigger (which let writes marked in `state` through) is replaced: the store's
+        // writes keep their checks, another connection's edit still clears one.
+        #expect(try rows("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%tidemark.writing%'").first?[0] == 0)
+        #expect(try rows("SELECT row_hash FROM documents WHERE id = 'short'").first?[0] == 43)
+        try DatabaseQueue(path: path).inDatabase { db in
+            try db.execute(sql: "INSERT INTO state (key, value) VALUES ('tidemark.writing', '1')")
+            try db.execute(sql: "UPDATE documents SET content = 'edited' WHERE id = 'short'")
+        }
+        #expect(try rows("SELECT row_hash FROM documents WHERE id = 'short'").first?[0] as Int64? == nil)
+    }
+
 }
 
