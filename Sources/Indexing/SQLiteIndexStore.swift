@@ -707,8 +707,6 @@ extension SQLiteIndexStore.Configuration {
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronousFull ? "FULL" : "NORMAL")")
-            if let c = ProcessInfo.processInfo.environment["X_PAGE"] { try db.execute(sql: "PRAGMA page_size = \(c)") }
-            if let c = ProcessInfo.processInfo.environment["X_CACHE"] { try db.execute(sql: "PRAGMA cache_size = \(c)") }
             // The triggers are for writers other than the store (`migrateChecks`). Off here, the
             // pipeline's writes also need no statement journal: a statement that may fire a trigger
             // copies every page it touches to one first.
