@@ -28,8 +28,11 @@ extension SQLiteIndexStore {
         let earlier = try String.fetchAll(
             db, sql: "SELECT name FROM sqlite_master WHERE type = 'trigger' AND (name = 'documents_edited' OR sql LIKE '%tidemark.writing%')")
         for name in earlier { try db.execute(sql: "DROP TRIGGER \(name)") }
+        // The index also serves sweeps (`lsn`, last); an earlier one without it is replaced.
+        let checksIndex = try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'documents_checks'")
+        if let checksIndex, !checksIndex.contains("lsn") { try db.execute(sql: "DROP INDEX documents_checks") }
         try db.execute(sql: """
-            CREATE INDEX IF NOT EXISTS documents_checks ON documents (entity, generation, order_key, render, row_hash);
+            CREATE INDEX IF NOT EXISTS documents_checks ON documents (entity, generation, order_key, render, row_hash, lsn);
             CREATE TRIGGER IF NOT EXISTS documents_written_outside AFTER INSERT ON documents WHEN NEW.row_hash IS NOT NULL
             BEGIN
               UPDATE documents SET row_hash = NULL WHERE rowid = NEW.rowid;

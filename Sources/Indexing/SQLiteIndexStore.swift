@@ -122,7 +122,6 @@ public final class SQLiteIndexStore: IndexStore {
         if !current.contains("embedding") {
             try db.execute(sql: "ALTER TABLE documents ADD COLUMN embedding BLOB")
         }
-        try db.execute(sql: "CREATE INDEX IF NOT EXISTS documents_sweep ON documents (entity, generation, lsn)")
         try migrateChecks(db)
         // Files from before chunks: each document's vector becomes its one chunk.
         if current.contains("vector") {
@@ -322,8 +321,8 @@ public final class SQLiteIndexStore: IndexStore {
                     try write(upsert, into: try generations(upsert.document.entity))
                 }
                 if !vectorless.isEmpty { throw MissingStoredVectors(documents: vectorless) }
-                // Sweeps find their documents through `documents_sweep`, one generation at a time:
-                // reading only what they remove, not the whole entity.
+                // Sweeps go one generation at a time through `documents_checks`, which carries each
+                // document's LSN: they read the index and the rows they remove, not every row.
                 func sweep(_ entity: String, generation: Int, before lsn: LSN) throws {
                     let before = Int64(bitPattern: lsn.rawValue)
                     if mayHaveChunks {

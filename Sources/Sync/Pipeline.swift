@@ -46,8 +46,9 @@ public final class Pipeline: Sendable {
         /// 64 of overlap.
         public var chunking = TextChunker.Configuration()
 
-        /// Most batches resolved but not yet applied.
-        var maxBatchesInFlight: Int { max(1, embeddingConcurrency) + 2 }
+        /// Most batches resolved but not yet applied: those being embedded and the one being
+        /// written (another one would only wait, holding its documents and vectors in memory).
+        var maxBatchesInFlight: Int { max(1, embeddingConcurrency) + 1 }
 
         public init() {}
     }
