@@ -23,6 +23,9 @@ extension SQLiteIndexStore {
     /// `UPDATE` by another connection (an edit, a copied row, `INSERT OR REPLACE`, an older agent
     /// that does not keep checks), so that validation compares that document in full. The store's
     /// own connections run with triggers off (`Configuration.grdb`), so its writes keep their checks.
+    /// A third trigger drops a one-chunk document's `embedding` when another writer changes the
+    /// content hash, model or chunks it belongs to (an older agent keeps its vector in `chunks`):
+    /// a vector is only ever kept for the content it was computed from.
     static func migrateChecks(_ db: Database) throws {
         // Earlier triggers: one on edits only, then ones that let writes marked in `state` through.
         let earlier = try String.fetchAll(
@@ -36,6 +39,12 @@ extension SQLiteIndexStore {
             CREATE TRIGGER IF NOT EXISTS documents_written_outside AFTER INSERT ON documents WHEN NEW.row_hash IS NOT NULL
             BEGIN
               UPDATE documents SET row_hash = NULL WHERE rowid = NEW.rowid;
+            END;
+            CREATE TRIGGER IF NOT EXISTS documents_vector_outside AFTER UPDATE OF content_hash, model, chunk_hashes ON documents
+              WHEN NEW.embedding IS NOT NULL
+               AND (OLD.content_hash IS NOT NEW.content_hash OR OLD.model IS NOT NEW.model OR NEW.chunk_hashes IS NOT NULL)
+            BEGIN
+              UPDATE documents SET embedding = NULL WHERE rowid = NEW.rowid;
             END;
             CREATE TRIGGER IF NOT EXISTS documents_updated_outside AFTER UPDATE ON documents WHEN NEW.row_hash IS NOT NULL
             BEGIN

@@ -247,7 +247,7 @@ public final class SQLiteIndexStore: IndexStore {
                 let trimChunks = try db.cachedStatement(sql: "DELETE FROM chunks WHERE entity = ? AND id = ? AND generation = ? AND seq >= ?")
                 // A document of one chunk may have had several: its chunk rows go (its vector is the
                 // row's own now). No chunk rows at all (content never needed chunking): nothing to trim.
-                let mayHaveChunks = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM chunks)") ?? true
+                var mayHaveChunks = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM chunks)") ?? true
                 // A chunk whose text and model are stored already (in any generation, the target first)
                 // keeps that vector: a one-chunk document's is its `embedding`, the others' in `chunks`.
                 let storedEmbedding = try db.cachedStatement(sql: """
@@ -304,6 +304,7 @@ public final class SQLiteIndexStore: IndexStore {
                             if mayHaveChunks { try trimChunks.execute(arguments: [document.entity, document.id, generation, 0]) }
                             continue
                         }
+                        mayHaveChunks = true
                         for (index, chunk) in chunks.enumerated() {
                             try upsertChunk.execute(arguments: [
                                 document.entity, document.id, generation, index, chunk.hash, upsert.model, several ? chunk.text : nil, blobs[index],

@@ -405,6 +405,7 @@ import Testing
             try db.execute(sql: """
                 INSERT INTO chunks (entity, id, generation, seq, hash, model, text, vector)
                 SELECT entity, id, generation, 0, content_hash, model, NULL, embedding FROM documents WHERE embedding IS NOT NULL;
+                DROP TRIGGER documents_vector_outside;
                 ALTER TABLE documents DROP COLUMN embedding;
                 DELETE FROM state WHERE key = 'layout.one_chunk_vectors';
                 DROP TRIGGER documents_written_outside;
@@ -454,6 +455,59 @@ import Testing
             try db.execute(sql: "UPDATE documents SET content = 'edited' WHERE id = 'short'")
         }
         #expect(try rows("SELECT row_hash FROM documents WHERE id = 'short'").first?[0] as Int64? == nil)
+    }
+
+
+    /// Review finding: an older agent (vectors in `chunks`, no `embedding` column known) updates a
+    /// document's content behind the new agent. Its row keeps the new agent's `embedding` of the old
+    /// content; a later metadata-only change keeps "the stored vector" of the new content hash and
+    /// must find the older agent's chunk, not that stale `embedding`.
+    @Test func aVectorKeptAfterAnOlderAgentsWriteIsTheVectorOfTheCurrentContent() async throws {
+        let path = NSTemporaryDirectory() + "tidemark-older-\(UUID().uuidString).db"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        do {
+            let store = try SQLiteIndexStore(configuration: .init(path: path), logger: testLogger)
+            var batch = IndexBatch()
+            batch.upserts = [embedded(document("x", "garden hose reel"))]
+            try await store.apply(batch, state: [:])
+        }
+        let current = "cast iron skillet"
+        try DatabaseQueue(path: path).inDatabase { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO documents (entity, generation, id, content, content_hash, metadata, source, model, lsn, updated_at)
+                    VALUES ('e', 0, 'x', ?, ?, '{}', '{}', ?, 5, 0)
+                    ON CONFLICT (entity, id, generation) DO UPDATE SET
+                        content = excluded.content, content_hash = excluded.content_hash, model = excluded.model, lsn = excluded.lsn
+                    """,
+                arguments: [current, EntityMapping.hash(current), embedder.model])
+            try db.execute(
+                sql: "INSERT INTO chunks (entity, id, generation, seq, hash, model, text, vector) VALUES ('e', 'x', 0, 0, ?, ?, NULL, ?)",
+                arguments: [EntityMapping.hash(current), embedder.model, SQLiteIndexStore.blob(embedder.vector(current))])
+        }
+        let store = try SQLiteIndexStore(configuration: .init(path: path), logger: testLogger)
+        var update = IndexBatch()
+        update.upserts = [EmbeddedDocument(document: document("x", current, metadata: ["k": "v"], lsn: 6), vector: nil, model: embedder.model)]
+        try await store.apply(update, state: [:])
+        let hit = try await store.search(entity: "e", vector: embedder.vector(current), k: 1, filter: [:]).first
+        #expect(hit?.id == "x" && (hit?.score ?? 0) > 0.99, "the kept vector is the current content's: \(String(describing: hit?.score))")
+    }
+
+    /// Review finding: one batch that writes a document first with several chunks, then with one,
+    /// into an index without chunk rows must not leave the first version's chunks behind.
+    @Test(arguments: LiveCase.eachStore)
+    func aDocumentWrittenWithSeveralChunksThenOneInOneBatchKeepsNoChunks(live: LiveCase) async throws {
+        try await withStore(live) { store in
+            var batch = IndexBatch()
+            batch.upserts = [
+                embedded(chunked("x", ["the history of the violin", "baking sourdough bread at home"], lsn: 1)),
+                embedded(document("x", "quiet desk lamp", lsn: 2)),
+            ]
+            try await store.apply(batch, state: [:])
+            let hits = try await store.search(entity: "e", vector: embedder.vector("baking sourdough bread at home"), k: 1, filter: [:])
+            #expect(hits.allSatisfy { $0.score < 0.5 && $0.chunkText == nil }, "no chunk of the first version: \(hits.map(\.score))")
+            #expect(try await store.export(entity: "e", after: nil, limit: 10).map(\.content) == ["quiet desk lamp"])
+        }
     }
 
 }
