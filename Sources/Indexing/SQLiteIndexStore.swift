@@ -674,24 +674,27 @@ public final class SQLiteIndexStore: IndexStore {
     /// rows of a few kilobytes are near the size where a page holds one row less); any other text as
     /// it is.
     static func storedHash(_ hex: String) -> any DatabaseValueConvertible {
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(32)
-        var high: UInt8?
-        for unit in hex.utf8 {
-            let nibble: UInt8
-            switch unit {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = unit - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = unit - UInt8(ascii: "a") + 10
-            default: return hex
+        var text = hex
+        let bytes = text.withUTF8 { utf8 -> Data? in
+            guard utf8.count == 64 else { return nil }
+            var out = [UInt8](repeating: 0, count: 32)
+            for index in 0..<32 {
+                guard let high = nibble(utf8[2 * index]), let low = nibble(utf8[2 * index + 1]) else { return nil }
+                out[index] = high << 4 | low
             }
-            if let first = high {
-                bytes.append(first << 4 | nibble)
-                high = nil
-            } else {
-                high = nibble
-            }
+            return Data(out)
         }
-        return bytes.count == 32 && high == nil ? Data(bytes) : hex
+        return bytes ?? hex
+    }
+
+    /// The value of a lowercase hex digit.
+    @inline(__always)
+    private static func nibble(_ unit: UInt8) -> UInt8? {
+        switch unit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): unit &- UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): unit &- UInt8(ascii: "a") &+ 10
+        default: nil
+        }
     }
 
     /// SQL for a document's content hash as text (lowercase hex), however it is stored.

@@ -47,7 +47,8 @@ public final class Pipeline: Sendable {
         public var chunking = TextChunker.Configuration()
 
         /// Most batches resolved but not yet applied: those being embedded and the one being
-        /// written (another one would only wait, holding its documents and vectors in memory).
+        /// written (another one would only wait, holding its documents and vectors in memory);
+        /// one more while a backfill runs (see `submit()`).
         var maxBatchesInFlight: Int { max(1, embeddingConcurrency) + 1 }
 
         public init() {}
@@ -475,7 +476,11 @@ public final class Pipeline: Sendable {
         let empty = pending.withLock { $0.isEmpty }
         guard !empty else { return nil }
         let upcoming = progress.withLock { $0.submitted + 1 }
-        try await waitUntilApplied(upcoming - configuration.maxBatchesInFlight)
+        // While a backfill runs, batches are full and the pipeline is throughput-bound: one batch
+        // more in flight keeps resolving, embedding and writing busy at once (1M-row backfill
+        // +7 %). Streaming alone is latency-bound; there it would only hold memory.
+        let backfilling = coordinator?.isActive ?? false
+        try await waitUntilApplied(upcoming - configuration.maxBatchesInFlight - (backfilling ? 1 : 0))
         let batch = pending.withLock { current -> PendingBatch in
             defer { current = PendingBatch() }
             return current

@@ -140,6 +140,17 @@ import Testing
         #expect(try await store.deadLetters(entity: nil).isEmpty)
     }
 
+    /// Content hashes are kept as their 32 bytes; anything that is not a lowercase SHA-256 in hex
+    /// stays text (and so never equals a stored byte hash).
+    @Test func contentHashesAreStoredAsBytesOnlyWhenTheyAreLowercaseSHA256Hex() {
+        let hash = EntityMapping.hash("red apple pie")
+        let bytes = SQLiteIndexStore.storedHash(hash) as? Data
+        #expect(bytes?.count == 32 && bytes?.map { String(format: "%02x", $0) }.joined() == hash)
+        for other in [hash.uppercased(), String(hash.dropLast()), hash + "0", "h1", "", String(hash.dropLast()) + "g"] {
+            #expect(SQLiteIndexStore.storedHash(other) as? String == other, "\(other)")
+        }
+    }
+
     @Test func unwritableLocationIsAClearError() {
         let error = #expect(throws: IndexingError.self) {
             _ = try SQLiteIndexStore(configuration: .init(path: "/proc/no/such/place/index.db"), logger: Logger(label: "test"))
