@@ -12,6 +12,8 @@
 // With `--api on` the agent runs as `tidemark run` does: with its API server and metrics, scraped
 // once a second (`/metrics`, `/api/status`) during the throughput phase, and `/api/status` is
 // loaded at `--status-rate` requests/s during the latency phase (its p50/p99 are reported).
+//
+// `TIDEMARK_BENCH_LOG=notice` (or `info`, `debug`) shows the agent's log, e.g. its "slow batch" lines.
 import AsyncHTTPClient
 import BenchmarkSupport
 import Capture
@@ -132,7 +134,7 @@ func main() async throws {
     let options = try Options(CommandLine.arguments)
     apiEnabled = options.api
     var logger = Logger(label: "bench")
-    logger.logLevel = .error
+    logger.logLevel = ProcessInfo.processInfo.environment["TIDEMARK_BENCH_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .error
     let (url, version) = try await BenchmarkSupport.recreateDatabase("tidemark_pipeline_bench", source: options.source, logger: logger)
     let db = try await PostgresConnection.connect(url, logger: logger)
     try await db.simpleQuery("CREATE TABLE items (id bigint PRIMARY KEY, title text NOT NULL, body text, category int, price numeric(10,2))")

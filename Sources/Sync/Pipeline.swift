@@ -93,6 +93,8 @@ public final class Pipeline: Sendable {
     private let embedQueue = BoundedQueue<ResolvedBatch>(capacity: 1)
     private let handoff = OrderedHandoff<PreparedBatch>()
     private let progress = Mutex(ApplyProgress())
+    /// When a slow batch was last logged, and slow batches since.
+    private let slowBatches = Mutex<(lastLogged: ContinuousClock.Instant?, count: Int)>((nil, 0))
     private let chunker: TextChunker
 
     /// A batch whose documents are rendered and chunked, waiting for its embeddings.
@@ -394,6 +396,9 @@ public final class Pipeline: Sendable {
         }
     }
 
+    /// Commit → searchable latency from which a batch is logged (`notice`) with its apply time.
+    static let slowBatchMicroseconds = 250_000.0
+
     private func applyLoop() async {
         var next = 1
         while let prepared = await handoff.take(next) {
@@ -416,6 +421,27 @@ public final class Pipeline: Sendable {
             }
             let appliedAt = PostgresClock.now()
             let work = prepared.work
+            let applySeconds = (ContinuousClock.now - applyStarted).validationSeconds
+            if let oldest = prepared.commitTimes.min(), Double(appliedAt - oldest) >= Self.slowBatchMicroseconds {
+                // At most one line per 10 s (a catch-up after downtime makes every batch slow).
+                let now = ContinuousClock.now
+                let slow = slowBatches.withLock { slow -> Int? in
+                    slow.count += 1
+                    guard slow.lastLogged.map({ now - $0 >= .seconds(10) }) ?? true else { return nil }
+                    defer { slow.count = 0 }
+                    slow.lastLogged = now
+                    return slow.count
+                }
+                if let slow {
+                    logger.notice(
+                        "slow batch: committed changes took long to become searchable",
+                        metadata: [
+                            "latency.ms": "\(Int(Double(appliedAt - oldest) / 1000))", "apply.ms": "\(Int(applySeconds * 1000))",
+                            "transactions": "\(prepared.commitTimes.count)", "upserts": "\(work.upserts.count)",
+                            "slow.batches": "\(slow)",
+                        ])
+                }
+            }
             counters.withLock {
                 for commitTime in prepared.commitTimes {
                     $0.latency.record(milliseconds: Double(appliedAt - commitTime) / 1000)
