@@ -421,7 +421,7 @@ public final class Pipeline: Sendable {
             }
             let appliedAt = PostgresClock.now()
             let work = prepared.work
-            let applySeconds = (ContinuousClock.now - applyStarted).validationSeconds
+            let applySeconds = (ContinuousClock.now - applyStarted).inSeconds
             if let oldest = prepared.commitTimes.min(), Double(appliedAt - oldest) >= Self.slowBatchMicroseconds {
                 // At most one line per 10 s (a catch-up after downtime makes every batch slow).
                 let now = ContinuousClock.now

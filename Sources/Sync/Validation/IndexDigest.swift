@@ -93,7 +93,7 @@ struct IndexDigest {
     mutating func digests(_ locator: RangeLocator, checkContent: Bool) async throws -> Pass {
         var pass = Pass(digests: Array(repeating: RangeDigest(), count: locator.count))
         let started = ContinuousClock.now
-        defer { reads.seconds += (ContinuousClock.now - started).validationSeconds }
+        defer { reads.seconds += (ContinuousClock.now - started).inSeconds }
         var after: String?
         while true {
             let page = try await store.validationPage(entity: entity.name, after: after, limit: pageSize, content: checkContent)
@@ -135,7 +135,7 @@ struct IndexDigest {
     /// the current rendering. `nil` when the store keeps no checks.
     mutating func checkedDigests(_ ranges: [KeyRange], _ locator: RangeLocator, checkContent: Bool) async throws -> Pass? {
         let started = ContinuousClock.now
-        defer { reads.seconds += (ContinuousClock.now - started).validationSeconds }
+        defer { reads.seconds += (ContinuousClock.now - started).inSeconds }
         let bounds = ranges.map { OrderKeyRange(lower: $0.lower.map(order.encoded), upper: $0.upper.map(order.encoded)) }
         let render = entity.renderFingerprint
         guard let stored = try await store.checkedDigests(entity: entity.name, render: render, ranges: bounds),
@@ -165,7 +165,7 @@ struct IndexDigest {
         var found: [Int: [String]] = [:]
         guard !wanted.isEmpty else { return found }
         let started = ContinuousClock.now
-        defer { reads.seconds += (ContinuousClock.now - started).validationSeconds }
+        defer { reads.seconds += (ContinuousClock.now - started).inSeconds }
         var after: String?
         while true {
             let page = try await store.documentIDs(entity: entity.name, after: after, limit: pageSize * 4)
@@ -184,7 +184,7 @@ struct IndexDigest {
     mutating func documents(ids: [String]) async throws -> [String: ValidationDocument] {
         var documents: [String: ValidationDocument] = [:]
         let started = ContinuousClock.now
-        defer { reads.seconds += (ContinuousClock.now - started).validationSeconds }
+        defer { reads.seconds += (ContinuousClock.now - started).inSeconds }
         var start = 0
         while start < ids.count {
             let slice = Array(ids[start..<min(start + pageSize, ids.count)])

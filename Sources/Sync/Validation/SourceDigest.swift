@@ -409,7 +409,7 @@ struct SourceDigest: Sendable {
     private mutating func query(_ sql: String, _ parameters: [String?]) async throws -> QueryResult {
         let started = ContinuousClock.now
         let result = try await connection.query(sql, parameters)
-        reads.seconds += (ContinuousClock.now - started).validationSeconds
+        reads.seconds += (ContinuousClock.now - started).inSeconds
         reads.queries += 1
         for row in result.rows {
             for value in row { reads.bytes += value?.utf8.count ?? 0 }

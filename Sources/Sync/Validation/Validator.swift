@@ -167,9 +167,9 @@ public final class Validator: Sendable {
         logger.debug(
             "validation first level",
             metadata: [
-                "entity": "\(entity.name)", "seconds.open": "\((t0 - started).validationSeconds)", "seconds.walk": "\((t1 - t0).validationSeconds)",
-                "seconds.catch_up": "\((t2 - t1).validationSeconds)", "seconds.index": "\((t3 - t2).validationSeconds)",
-                "seconds.source": "\((ContinuousClock.now - t2).validationSeconds)",
+                "entity": "\(entity.name)", "seconds.open": "\((t0 - started).inSeconds)", "seconds.walk": "\((t1 - t0).inSeconds)",
+                "seconds.catch_up": "\((t2 - t1).inSeconds)", "seconds.index": "\((t3 - t2).inSeconds)",
+                "seconds.source": "\((ContinuousClock.now - t2).inSeconds)",
             ])
         source.reads = digested.reads
         let sourceDigests = digested.digests
@@ -221,7 +221,7 @@ public final class Validator: Sendable {
         if !configuration.waitForIndex {
             result.note = "no agent was streaming: the index was compared as it stands, so changes it has not applied yet count as drift"
         }
-        result.duration = (ContinuousClock.now - started).validationSeconds
+        result.duration = (ContinuousClock.now - started).inSeconds
         inspection.result = result
         logger.info(
             "validation finished",
@@ -309,7 +309,3 @@ public final class Validator: Sendable {
     }
 }
 
-extension Duration {
-    /// The duration in seconds.
-    var validationSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
