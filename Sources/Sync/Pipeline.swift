@@ -23,7 +23,7 @@ import Synchronization
 /// hidden, its budgets filled); *apply* (one store transaction per batch) runs inside ``run(_:)`` and
 /// takes the batches strictly in the order they were resolved, whatever order their embeddings
 /// finish in. Documents resolved but not yet applied are remembered in an overlay, so resolving the
-/// next batch sees them. At most ``Configuration/maxBatchesInFlight`` batches are between resolve
+/// next batch sees them. At most ``Configuration/maxBatchesInFlight(backfilling:)`` batches are between resolve
 /// and apply; feeding waits beyond that (backpressure reaches the replication stream).
 ///
 /// Feeding calls must not overlap: one consumer feeds the pipeline (the reader's handler, or a loader),
@@ -47,9 +47,10 @@ public final class Pipeline: Sendable {
         public var chunking = TextChunker.Configuration()
 
         /// Most batches resolved but not yet applied: those being embedded and the one being
-        /// written (another one would only wait, holding its documents and vectors in memory);
-        /// one more while a backfill runs (see `submit()`).
-        var maxBatchesInFlight: Int { max(1, embeddingConcurrency) + 1 }
+        /// written. While a backfill runs, batches are full and the pipeline is throughput-bound:
+        /// one batch more keeps resolving, embedding and writing busy at once (1M-row backfill
+        /// +7 %). Streaming alone is latency-bound; there it would only hold memory.
+        func maxBatchesInFlight(backfilling: Bool) -> Int { max(1, embeddingConcurrency) + (backfilling ? 2 : 1) }
 
         public init() {}
     }
@@ -397,7 +398,29 @@ public final class Pipeline: Sendable {
     }
 
     /// Commit → searchable latency from which a batch is logged (`notice`) with its apply time.
-    static let slowBatchMicroseconds = 250_000.0
+    static let slowBatchMicroseconds: Int64 = 250_000
+
+    /// Logs a batch whose oldest change took ``slowBatchMicroseconds`` or more from its commit to
+    /// being searchable, at most once per 10 s (a catch-up after downtime makes every batch slow).
+    private func logIfSlow(_ prepared: PreparedBatch, appliedAt: Int64, applyDuration: Duration) {
+        guard let oldest = prepared.commitTimes.min(), appliedAt - oldest >= Self.slowBatchMicroseconds else { return }
+        let now = ContinuousClock.now
+        let slow = slowBatches.withLock { slow -> Int? in
+            slow.count += 1
+            guard slow.lastLogged.map({ now - $0 >= .seconds(10) }) ?? true else { return nil }
+            defer { slow.count = 0 }
+            slow.lastLogged = now
+            return slow.count
+        }
+        guard let slow else { return }
+        logger.notice(
+            "slow batch: committed changes took long to become searchable",
+            metadata: [
+                "latency.ms": "\((appliedAt - oldest) / 1000)", "apply.ms": "\(Int(applyDuration.inSeconds * 1000))",
+                "transactions": "\(prepared.commitTimes.count)", "upserts": "\(prepared.work.upserts.count)",
+                "slow.batches": "\(slow)",
+            ])
+    }
 
     private func applyLoop() async {
         var next = 1
@@ -420,28 +443,9 @@ public final class Pipeline: Sendable {
                 return
             }
             let appliedAt = PostgresClock.now()
+            let applyDuration = ContinuousClock.now - applyStarted
             let work = prepared.work
-            let applySeconds = (ContinuousClock.now - applyStarted).inSeconds
-            if let oldest = prepared.commitTimes.min(), Double(appliedAt - oldest) >= Self.slowBatchMicroseconds {
-                // At most one line per 10 s (a catch-up after downtime makes every batch slow).
-                let now = ContinuousClock.now
-                let slow = slowBatches.withLock { slow -> Int? in
-                    slow.count += 1
-                    guard slow.lastLogged.map({ now - $0 >= .seconds(10) }) ?? true else { return nil }
-                    defer { slow.count = 0 }
-                    slow.lastLogged = now
-                    return slow.count
-                }
-                if let slow {
-                    logger.notice(
-                        "slow batch: committed changes took long to become searchable",
-                        metadata: [
-                            "latency.ms": "\(Int(Double(appliedAt - oldest) / 1000))", "apply.ms": "\(Int(applySeconds * 1000))",
-                            "transactions": "\(prepared.commitTimes.count)", "upserts": "\(work.upserts.count)",
-                            "slow.batches": "\(slow)",
-                        ])
-                }
-            }
+            logIfSlow(prepared, appliedAt: appliedAt, applyDuration: applyDuration)
             counters.withLock {
                 for commitTime in prepared.commitTimes {
                     $0.latency.record(milliseconds: Double(appliedAt - commitTime) / 1000)
@@ -454,7 +458,7 @@ public final class Pipeline: Sendable {
                 if let checkpoint = prepared.checkpoint { $0.checkpoint = checkpoint }
             }
             if let checkpoint = prepared.checkpoint { onDurable(checkpoint) }
-            if let observer { observer(Self.report(prepared, appliedAt: appliedAt, duration: ContinuousClock.now - applyStarted)) }
+            if let observer { observer(Self.report(prepared, appliedAt: appliedAt, duration: applyDuration)) }
             if !prepared.chunkTokens.isEmpty { coordinator?.applied(prepared.chunkTokens) }
             let ready = progress.withLock { progress -> [CheckedContinuation<Void, any Error>] in
                 progress.applied = prepared.sequence
@@ -495,18 +499,14 @@ public final class Pipeline: Sendable {
     }
 
     /// Resolves the pending batch and hands it to the embedding stage; returns its sequence number
-    /// (`nil` when nothing was pending). Waits first while ``Configuration/maxBatchesInFlight``
+    /// (`nil` when nothing was pending). Waits first while ``Configuration/maxBatchesInFlight(backfilling:)``
     /// batches are between resolve and apply.
     private func submit() async throws -> Int? {
         if let failure = progress.withLock({ $0.failure }) { throw failure }
         let empty = pending.withLock { $0.isEmpty }
         guard !empty else { return nil }
         let upcoming = progress.withLock { $0.submitted + 1 }
-        // While a backfill runs, batches are full and the pipeline is throughput-bound: one batch
-        // more in flight keeps resolving, embedding and writing busy at once (1M-row backfill
-        // +7 %). Streaming alone is latency-bound; there it would only hold memory.
-        let backfilling = coordinator?.isActive ?? false
-        try await waitUntilApplied(upcoming - configuration.maxBatchesInFlight - (backfilling ? 1 : 0))
+        try await waitUntilApplied(upcoming - configuration.maxBatchesInFlight(backfilling: coordinator?.isActive ?? false))
         let batch = pending.withLock { current -> PendingBatch in
             defer { current = PendingBatch() }
             return current
