@@ -222,9 +222,40 @@ func main() async throws {
     let interval = Duration.milliseconds(1000 * rowsPerTransaction / max(1, options.rate))
     var latency = LatencyHistogram()
     let statusLoad = StatusLoad()
+    // The driver's own delays: a slow statement is a stall before the change reaches the agent
+    // (e.g. the source's WAL flush); a late start is this process not getting to run.
+    var driver = (slowestStatement: 0.0, latestStart: 0.0)
+    // A restarted agent's first changes wait while the source re-decodes its WAL from the slot's
+    // restart_lsn, which moves only at running-transactions records (about 15 s apart) and so can
+    // be 100 MB behind after the throughput phase. That is restart catch-up and is reported on its
+    // own; the steady-state figures start once a first transaction has come through.
+    let gapRow = try await db.query(
+        "SELECT pg_wal_lsn_diff(confirmed_flush_lsn, restart_lsn)::bigint::text FROM pg_replication_slots WHERE slot_name = 'bench_agent'")
+    let restartGap = (gapRow.rows.first?.first ?? nil).flatMap { Double($0) } ?? 0
+    var warmUp = 0.0
+    var nextID = options.inserts + 1
+    var redecode = 0.0
     try await withAgent(configuration, logger: logger) { agent in
+        // How long the source's walsender takes to re-read the WAL up to where the agent stopped.
+        let startLSN = try await insertLSN(db)
+        let redecodeStart = ContinuousClock.now
+        while ContinuousClock.now - redecodeStart < .seconds(30) {
+            let sent = try await db.query(
+                """
+                SELECT r.sent_lsn::text FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid
+                 WHERE s.slot_name = 'bench_agent'
+                """)
+            if let text = sent.rows.first?.first ?? nil, let lsn = LSN(text), lsn >= startLSN { break }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        redecode = (ContinuousClock.now - redecodeStart).seconds
         try await waitForCheckpoint(store, try await insertLSN(db))
-        let baseline = agent.statistics.latency.count
+        let warmUpStart = ContinuousClock.now
+        try await db.query("INSERT INTO items VALUES ($1::bigint, 'warm-up', 'warm-up', 0, 1)", [String(nextID)])
+        nextID += 1
+        try await waitForCheckpoint(store, try await insertLSN(db))
+        warmUp = (ContinuousClock.now - warmUpStart).seconds
+        let baseline = agent.statistics.latency
         let load = Task {
             // Open loop: requests start on schedule whether or not earlier ones have answered.
             guard options.api else { return }
@@ -246,11 +277,12 @@ func main() async throws {
             }
         }
         defer { statusLoad.done.withLock { $0 = true } }
-        var nextID = options.inserts + 1
         let deadline = ContinuousClock.now + .seconds(options.seconds)
         var tick = ContinuousClock.now
         var toggle = false
         while ContinuousClock.now < deadline {
+            let statementStart = ContinuousClock.now
+            driver.latestStart = max(driver.latestStart, (statementStart - tick).seconds)
             if toggle {
                 try await db.query("UPDATE items SET body = body || ' x' WHERE id BETWEEN $1 AND $2", [String(nextID - 10), String(nextID - 1)])
             } else {
@@ -259,6 +291,7 @@ func main() async throws {
                     [String(nextID), String(nextID + rowsPerTransaction - 1)])
                 nextID += rowsPerTransaction
             }
+            driver.slowestStatement = max(driver.slowestStatement, (ContinuousClock.now - statementStart).seconds)
             toggle.toggle()
             tick += interval
             let now = ContinuousClock.now
@@ -267,13 +300,16 @@ func main() async throws {
         statusLoad.done.withLock { $0 = true }
         await load.value
         try await waitForCheckpoint(store, try await insertLSN(db))
-        latency = agent.statistics.latency
-        _ = baseline
+        latency = agent.statistics.latency.subtracting(baseline)
     }
     print("")
+    print(String(format: "after the restart: the source re-read %.0f MB of WAL from the slot's restart_lsn in %.0f ms; then a first transaction was searchable in %.0f ms",
+                 restartGap / 1_048_576, redecode * 1000, warmUp * 1000))
     print("commit → searchable latency at \(options.rate) changes/s for \(options.seconds) s (\(latency.count) transactions)")
     print(String(format: "  p50 %.1f ms   p90 %.1f ms   p99 %.1f ms   max %.1f ms",
                  latency.percentile(0.5), latency.percentile(0.9), latency.percentile(0.99), latency.maximum))
+    print(String(format: "  driver: slowest statement %.1f ms, latest start %.1f ms behind schedule",
+                 driver.slowestStatement * 1000, driver.latestStart * 1000))
     if options.api {
         let times = statusLoad.times.withLock { $0 }.sorted()
         func percentile(_ fraction: Double) -> Double {

@@ -35,4 +35,21 @@ public struct LatencyHistogram: Sendable, Equatable {
     }
 
     public mutating func reset() { self = LatencyHistogram() }
+
+    /// The samples recorded since `earlier`, a copy of this histogram taken before. The maximum is
+    /// exact when it was recorded after `earlier`, else to bucket precision.
+    public func subtracting(_ earlier: LatencyHistogram) -> LatencyHistogram {
+        var result = LatencyHistogram()
+        result.fine = zip(fine, earlier.fine).map { max(0, $0 - $1) }
+        result.coarse = zip(coarse, earlier.coarse).map { max(0, $0 - $1) }
+        result.count = max(0, count - earlier.count)
+        if maximum > earlier.maximum {
+            result.maximum = maximum
+        } else if let index = result.coarse.lastIndex(where: { $0 > 0 }) {
+            result.maximum = min(maximum, Double(index + 1) * 10)
+        } else if let index = result.fine.lastIndex(where: { $0 > 0 }) {
+            result.maximum = min(maximum, Double(index + 1) / 10)
+        }
+        return result
+    }
 }
