@@ -30,6 +30,10 @@ public final class SQLiteIndexStore: IndexStore {
     /// Internal so that facets in other files (`SQLiteIndexStore+Validation.swift`) can read it.
     let pool: DatabasePool
     private let logger: Logger
+    /// Copies the log into the file beside the writer (`WALCheckpointer`).
+    private let checkpointer: WALCheckpointer
+
+    deinit { checkpointer.stop() }
 
     public init(configuration: Configuration, logger: Logger) throws {
         self.configuration = configuration
@@ -43,6 +47,7 @@ public final class SQLiteIndexStore: IndexStore {
             }
             pool = try DatabasePool(path: configuration.path, configuration: config)
             try pool.write { db in try Self.migrate(db) }
+            checkpointer = try WALCheckpointer(path: configuration.path, configuration: config, logger: logger)
         } catch {
             throw IndexingError(.store, "cannot open the index at \(configuration.path): \(error)", underlying: error)
         }
@@ -710,6 +715,8 @@ extension SQLiteIndexStore.Configuration {
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronousFull ? "FULL" : "NORMAL")")
+            // Checkpoints run beside the writer (`WALCheckpointer`); this is only the backstop.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(WALCheckpointer.backstopPages)")
             // The triggers are for writers other than the store (`migrateChecks`). Off here, the
             // pipeline's writes also need no statement journal: a statement that may fire a trigger
             // copies every page it touches to one first.

@@ -151,6 +151,27 @@ import Testing
         }
     }
 
+    /// The write-ahead log is copied into the database file beside the writer (`WALCheckpointer`),
+    /// not only when a commit takes it past SQLite's automatic 1 000 pages.
+    @Test func theLogIsCopiedIntoTheFileBesideTheWriter() async throws {
+        let (store, path) = try makeStore()
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        func fileSize(_ path: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
+        let embedder = BuiltinEmbedder()
+        var batch = IndexBatch()
+        for id in 0..<1_500 {
+            let text = "document \(id) about lamps, desks and oak"
+            batch.upserts.append(EmbeddedDocument(document: document("\(id)", text), vector: embedder.vector(text), model: embedder.model))
+        }
+        try await store.apply(batch, state: ["checkpoint": "0/10"])
+        let logged = fileSize(path + "-wal")
+        #expect(logged > 2_000_000 && logged < 4_096 * 1_000, "the batch is 2 MB or more of log, under SQLite's own threshold")
+        let deadline = ContinuousClock.now + .seconds(5)
+        while fileSize(path) < 2_000_000 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(fileSize(path) >= 2_000_000, "the documents reached the database file without another write")
+        #expect(try await store.count(entity: "e") == 1_500)
+    }
+
     @Test func unwritableLocationIsAClearError() {
         let error = #expect(throws: IndexingError.self) {
             _ = try SQLiteIndexStore(configuration: .init(path: "/proc/no/such/place/index.db"), logger: Logger(label: "test"))
