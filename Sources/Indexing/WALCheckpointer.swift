@@ -52,6 +52,13 @@ final class WALCheckpointer: @unchecked Sendable {
         }
     }
 
+    /// Whether a checkpoint failed only because another connection holds the checkpoint (another
+    /// process's store on the same file, or the writer's backstop).
+    static func isContention(_ error: any Error) -> Bool {
+        guard let error = error as? DatabaseError else { return false }
+        return error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
+    }
+
     private func checkpoint() {
         do {
             try connection.writeWithoutTransaction { db in _ = try db.checkpoint(.passive) }
@@ -59,6 +66,8 @@ final class WALCheckpointer: @unchecked Sendable {
                 failing = false
                 logger.notice("index checkpoints work again")
             }
+        } catch where Self.isContention(error) {
+            // Another connection is checkpointing: it copies the pages.
         } catch {
             // A checkpoint that cannot run now loses nothing: the log keeps the pages, the next
             // attempt (or the writer's backstop) copies them.

@@ -1,5 +1,6 @@
 import Embedding
 import Foundation
+import GRDB
 import Logging
 import Postgres
 import Testing
@@ -170,6 +171,16 @@ import Testing
         while fileSize(path) < 2_000_000 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         #expect(fileSize(path) >= 2_000_000, "the documents reached the database file without another write")
         #expect(try await store.count(entity: "e") == 1_500)
+    }
+
+    /// Another process's store on the same file (the agent beside `tidemark search`) checkpoints
+    /// too; finding the file busy is no failure and is not logged as one (the soak logged it).
+    @Test func aCheckpointThatFindsTheFileBusyIsNotAFailure() {
+        #expect(WALCheckpointer.isContention(DatabaseError(resultCode: .SQLITE_BUSY)))
+        #expect(WALCheckpointer.isContention(DatabaseError(resultCode: .SQLITE_LOCKED)))
+        #expect(!WALCheckpointer.isContention(DatabaseError(resultCode: .SQLITE_IOERR)))
+        #expect(!WALCheckpointer.isContention(DatabaseError(resultCode: .SQLITE_CORRUPT)))
+        #expect(!WALCheckpointer.isContention(IndexingError(.store, "other")))
     }
 
     @Test func unwritableLocationIsAClearError() {
