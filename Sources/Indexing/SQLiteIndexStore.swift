@@ -46,6 +46,11 @@ public final class SQLiteIndexStore: IndexStore {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
             pool = try DatabasePool(path: configuration.path, configuration: config)
+            if configuration.synchronousFull {
+                // GRDB sets `synchronous = NORMAL` on the writer when it turns WAL mode on, after
+                // `prepareDatabase`: ask again.
+                try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            }
             try pool.write { db in try Self.migrate(db) }
             checkpointer = try WALCheckpointer(path: configuration.path, configuration: config, logger: logger)
         } catch {

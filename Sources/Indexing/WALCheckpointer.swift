@@ -10,17 +10,18 @@ import Logging
 /// (a `PASSIVE` checkpoint every ``interval``, which waits for no reader or writer), streaming went
 /// from 25–28k to 31–33k changes/s and the commit → searchable p99 from 5.6–6.4 ms to 2.4–3.0 ms
 /// (`PipelineBenchmark`, alternated; `Docs/pipeline.md`). The store's writer keeps an automatic
-/// checkpoint at ``backstopPages`` in case this thread falls behind.
+/// checkpoint at ``backstopPages`` in case this thread falls behind or fails.
 final class WALCheckpointer: @unchecked Sendable {
     /// How often the log is copied back.
     static let interval: TimeInterval = 0.1
-    /// The writer's own automatic checkpoint, far above what the log reaches while this runs.
-    static let backstopPages = 16_384
+    /// The writer's own automatic checkpoint (16 MB), far above what the log reaches while this runs.
+    static let backstopPages = 4_096
 
     private let connection: DatabaseQueue
     private let logger: Logger
     private let condition = NSCondition()
     private var stopped = false
+    private var finished = false
     private var failing = false
 
     init(path: String, configuration: GRDB.Configuration, logger: Logger) throws {
@@ -33,18 +34,27 @@ final class WALCheckpointer: @unchecked Sendable {
         thread.start()
     }
 
-    /// Ends the thread (within ``interval``) and with it the connection.
+    /// Ends the thread and closes its connection before returning, so that the store's own
+    /// connections close last: the last one to close copies the log back and deletes the `-wal`
+    /// and `-shm` files. (Closed later, on its own thread, this connection would delete them by path
+    /// after the store is gone — a backup restored there in the meantime included.)
     func stop() {
         condition.withLock {
             stopped = true
-            condition.signal()
+            condition.broadcast()
+            while !finished { condition.wait() }
         }
+        try? connection.close()
     }
 
     private func run() {
         while true {
             let stop = condition.withLock { () -> Bool in
                 if !stopped { _ = condition.wait(until: Date(timeIntervalSinceNow: Self.interval)) }
+                if stopped {
+                    finished = true
+                    condition.broadcast()
+                }
                 return stopped
             }
             if stop { return }

@@ -173,6 +173,40 @@ import Testing
         #expect(try await store.count(entity: "e") == 1_500)
     }
 
+    /// The store's own connections close last, so the last of them copies the log back and removes
+    /// `-wal` and `-shm` while the store is released — not a checkpoint connection later, by path,
+    /// after a backup may have been restored there.
+    @Test func releasingTheStoreClosesTheFileBeforeItReturns() async throws {
+        for _ in 0..<20 {
+            let path = NSTemporaryDirectory() + "tidemark-test-\(UUID().uuidString).db"
+            defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+            var store: SQLiteIndexStore? = try SQLiteIndexStore(configuration: .init(path: path), logger: Logger(label: "test"))
+            var batch = IndexBatch()
+            batch.upserts = [EmbeddedDocument(document: document("1", "red apple pie"), vector: BuiltinEmbedder().vector("red apple pie"), model: "m")]
+            try await store?.apply(batch, state: ["checkpoint": "0/10"])
+            store = nil
+            #expect(!FileManager.default.fileExists(atPath: path + "-wal"))
+            // No connection of the store is left: one in exclusive locking mode can write at once.
+            var configuration = GRDB.Configuration()
+            configuration.busyMode = .immediateError
+            configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA locking_mode = EXCLUSIVE") }
+            let alone = try DatabaseQueue(path: path, configuration: configuration)
+            try await alone.write { db in try db.execute(sql: "INSERT OR REPLACE INTO state (key, value) VALUES ('alone', 'yes')") }
+            #expect(try await alone.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM documents") } == 1)
+        }
+    }
+
+    /// `synchronous = FULL` reaches the writer (GRDB resets it to NORMAL when it turns WAL mode on).
+    @Test func synchronousFullIsTheWritersSetting() throws {
+        for full in [false, true] {
+            let path = NSTemporaryDirectory() + "tidemark-test-\(UUID().uuidString).db"
+            defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+            let store = try SQLiteIndexStore(configuration: .init(path: path, synchronousFull: full), logger: Logger(label: "test"))
+            let setting = try store.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+            #expect(setting == (full ? 2 : 1))
+        }
+    }
+
     /// Another process's store on the same file (the agent beside `tidemark search`) checkpoints
     /// too; finding the file busy is no failure and is not logged as one (the soak logged it).
     @Test func aCheckpointThatFindsTheFileBusyIsNotAFailure() {
